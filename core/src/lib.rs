@@ -1,0 +1,25 @@
+//! arenalm-core: run Llama-family transformers from GGUF bytes the caller
+//! provides, entirely inside one byte buffer the caller owns.
+//!
+//! * No heap: the crate is `#![no_std]` and does not use `alloc`. Every byte
+//!   written at run time comes from the caller's arena ([`mem::Arena`]);
+//!   weights are read in place from the caller's model bytes.
+//! * Know before you start: [`mem::plan`] says, from the GGUF header and the
+//!   parameters alone, how many arena bytes init will carve, item by item.
+//! * Never abort: every input — file bytes, token ids, sizes — is checked and
+//!   refused with an [`Error`] that carries context; nothing here panics.
+
+#![no_std]
+#![deny(missing_docs)]
+#![deny(unsafe_op_in_unsafe_fn)]
+#![deny(clippy::undocumented_unsafe_blocks)]
+
+#[cfg(test)]
+extern crate std;
+
+pub mod error;
+pub mod fmt_util;
+pub mod gguf;
+pub mod mem;
+
+pub use error::{Error, Name, Result, Shape};
