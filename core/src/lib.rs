@@ -20,6 +20,10 @@ extern crate std;
 pub mod error;
 pub mod fmt_util;
 pub mod gguf;
+pub mod kernels;
 pub mod mem;
+pub mod parallel;
+pub mod quant;
+pub mod tokenizer;
 
 pub use error::{Error, Name, Result, Shape};

@@ -1,0 +1,2 @@
+//! Block formats of the weight and activation types the kernels read, and
+//! their reference (de)quantizers.
