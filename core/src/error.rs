@@ -234,6 +234,17 @@ pub enum ModelError {
         /// The ggml type id.
         ggml_type: u32,
     },
+    /// The file holds a tensor the architecture does not use; running the
+    /// model without it would give wrong results.
+    UnexpectedTensor {
+        /// The tensor name.
+        name: Name,
+    },
+    /// The model needs a feature the forward pass does not implement.
+    Unsupported {
+        /// What.
+        what: &'static str,
+    },
 }
 
 /// Why the tokenizer refused.
@@ -355,6 +366,10 @@ impl fmt::Display for ModelError {
                     "tensor {name}: element type {type_name} (id {ggml_type}) is not supported here"
                 )
             }
+            ModelError::UnexpectedTensor { name } => {
+                write!(f, "tensor {name} is not used by this architecture")
+            }
+            ModelError::Unsupported { what } => write!(f, "not supported: {what}"),
         }
     }
 }

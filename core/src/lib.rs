@@ -17,13 +17,20 @@
 #[cfg(test)]
 extern crate std;
 
+pub mod engine;
 pub mod error;
 pub mod fmt_util;
 pub mod gguf;
 pub mod kernels;
+pub mod kv;
 pub mod mem;
+pub mod model;
 pub mod parallel;
 pub mod quant;
+pub mod sample;
 pub mod tokenizer;
+
+#[cfg(test)]
+pub(crate) mod testutil;
 
 pub use error::{Error, Name, Result, Shape};

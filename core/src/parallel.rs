@@ -41,9 +41,55 @@ pub fn split_range(len: usize, n_tasks: usize, task: usize) -> core::ops::Range<
     let base = len / n;
     let extra = len % n;
     let start = task.min(n) * base + task.min(extra);
-    let size = if task < n { base + usize::from(task < extra) } else { 0 };
+    let size = if task < n {
+        base + usize::from(task < extra)
+    } else {
+        0
+    };
     let start = start.min(len);
     start..(start + size).min(len)
+}
+
+/// A mutable slice that several tasks write through, each to its own
+/// ranges. Only the engine uses it, for outputs that tasks split by rows.
+pub(crate) struct SharedMut<'a, T> {
+    ptr: *mut T,
+    len: usize,
+    _slice: core::marker::PhantomData<&'a mut [T]>,
+}
+
+// SAFETY: the wrapper only hands out `&mut [T]` to ranges the caller promises
+// are disjoint (see `range`), which is what `&mut [T]: Send` requires.
+unsafe impl<T: Send> Sync for SharedMut<'_, T> {}
+// SAFETY: as above; it is a unique borrow of the slice.
+unsafe impl<T: Send> Send for SharedMut<'_, T> {}
+
+impl<'a, T> SharedMut<'a, T> {
+    /// Shares `slice` for the wrapper's lifetime.
+    pub(crate) fn new(slice: &'a mut [T]) -> Self {
+        SharedMut {
+            ptr: slice.as_mut_ptr(),
+            len: slice.len(),
+            _slice: core::marker::PhantomData,
+        }
+    }
+
+    /// The elements `start..start + len`, or `None` if out of bounds.
+    ///
+    /// # Safety
+    ///
+    /// While the returned slice is alive, no other call may return a range
+    /// that overlaps it.
+    #[allow(clippy::mut_from_ref)]
+    pub(crate) unsafe fn range(&self, start: usize, len: usize) -> Option<&mut [T]> {
+        let end = start.checked_add(len)?;
+        if end > self.len {
+            return None;
+        }
+        // SAFETY: `start..end` is inside the borrowed slice; exclusivity of
+        // the range is the caller's promise.
+        Some(unsafe { core::slice::from_raw_parts_mut(self.ptr.add(start), len) })
+    }
 }
 
 #[cfg(test)]

@@ -31,7 +31,7 @@ pub use error::{GgufError, GgufErrorKind};
 pub use reader::{Gguf, GgufLimits, MetadataIter, TensorInfo, TensorIter};
 pub use types::GgmlType;
 pub use value::{ArrayIter, ArrayView, Value, ValueType};
-pub use writer::{CountingSink, GgufWriter, Sink, SliceSink};
+pub use writer::{tensor_bytes, CountingSink, GgufWriter, Sink, SliceSink};
 
 /// The four magic bytes at the start of a GGUF file.
 pub const GGUF_MAGIC: [u8; 4] = *b"GGUF";

@@ -373,8 +373,9 @@ fn align_up(v: u64, alignment: u64) -> Option<u64> {
     Some(v.checked_add(alignment - 1)? & !(alignment - 1))
 }
 
-/// Bytes of a tensor of shape `dims` (innermost first) and type `ty`.
-pub(crate) fn tensor_bytes(dims: &[u64], ty: GgmlType) -> Option<u64> {
+/// Bytes of a tensor of shape `dims` (innermost first) and type `ty`;
+/// `None` if the row is not whole blocks or the size overflows.
+pub fn tensor_bytes(dims: &[u64], ty: GgmlType) -> Option<u64> {
     let (&row, rest) = dims.split_first()?;
     let mut rows: u64 = 1;
     for &d in rest {

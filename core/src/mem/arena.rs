@@ -185,6 +185,27 @@ impl<'a> Arena<'a> {
         }
     }
 
+    /// Moves `value` into the arena and returns it. Unlike
+    /// [`Arena::take_slice`], `T` need not be [`Pod`]; its destructor, if
+    /// any, never runs (arena contents are never dropped).
+    pub fn take_init<T: 'a>(&mut self, value: T, what: &'static str) -> Result<&'a mut T> {
+        if align_of::<T>() > ARENA_ALIGN {
+            return Err(Error::InvalidArgument {
+                what: "type alignment exceeds the arena alignment",
+            });
+        }
+        let bytes = Arena::bytes_for::<T>(1).ok_or(Error::Overflow { what })?;
+        let ptr = self.bump(bytes, what)?.cast::<T>();
+        // SAFETY: `bump` reserved at least size_of::<T>() fresh bytes at `ptr`,
+        // aligned to 64 >= align_of::<T>(), inside a buffer that outlives
+        // `'a`; writing `value` initialises them, and no other reference to
+        // those bytes exists or will be handed out.
+        unsafe {
+            ptr.write(value);
+            Ok(&mut *ptr)
+        }
+    }
+
     /// Runs `f` with a sub-arena over the bytes not yet used. Everything `f`
     /// carves is released when it returns; the parent's high-water mark
     /// records the peak reached inside.
@@ -315,6 +336,17 @@ mod tests {
         let again = a.take_bytes(64, "again").unwrap();
         assert_eq!(again[0], 0);
         assert_eq!(keep[0], 7);
+    }
+
+    #[test]
+    fn take_init_places_a_non_pod_value() {
+        let mut buf = Aligned([0u8; 256]);
+        let mut a = Arena::new(&mut buf.0);
+        let text = "hello";
+        let v = a.take_init((text, 7u16), "pair").unwrap();
+        assert_eq!(*v, ("hello", 7));
+        assert_eq!(v as *const _ as usize % ARENA_ALIGN, 0);
+        assert_eq!(a.used(), 64);
     }
 
     #[test]

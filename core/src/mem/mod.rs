@@ -2,6 +2,7 @@
 //! pages live in, and the planner that says how much of both init will take.
 
 pub mod arena;
+pub mod plan;
 pub mod slab;
 
 pub use arena::{Arena, Pod, ARENA_ALIGN};

@@ -19,6 +19,7 @@ const TAKEN: u32 = u32::MAX;
 const END: u32 = u32::MAX - 1;
 
 /// A handle to one block of a [`Slab`].
+#[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct BlockId {
     index: u32,
@@ -31,6 +32,10 @@ impl BlockId {
         self.index
     }
 }
+
+// SAFETY: two u32 fields under repr(C): no padding, any bit pattern is a
+// value (an all-zero handle is simply refused by `check` unless it matches).
+unsafe impl crate::mem::Pod for BlockId {}
 
 /// Equal-size blocks with O(1) take and give back.
 pub struct Slab<'a> {

@@ -1,0 +1,727 @@
+//! The public Rust API: an engine that runs a model inside one arena.
+//!
+//! [`Engine::new`] validates the model, computes the [`MemoryPlan`], and
+//! carves exactly the planned items from the caller's buffer — the engine
+//! struct itself included, so a C caller needs nothing but the buffer.
+//! [`Engine::eval`] appends tokens to the sequence and returns logits for
+//! the rows asked for.
+
+use crate::error::{Error, Result, TokenizerError};
+use crate::kernels::{act_format, Act, ActFormat, CpuFeatures, KernelPath, Kernels, Matrix};
+use crate::kv::{KvCache, KvGeometry};
+use crate::mem::plan::{self, attn_slot_per_head, MemoryPlan, PlanParams};
+use crate::mem::Arena;
+use crate::model::ops::{add_assign, add_bias, rmsnorm, swiglu, Rope};
+use crate::model::{build_index, Hparams, LayerIndex, Model, TensorLoc};
+use crate::parallel::{split_range, Parallel, SharedMut};
+use crate::sample::{Candidate, Sampler};
+use crate::tokenizer::Tokenizer;
+
+/// Everything that configures an engine.
+#[derive(Clone, Copy, Debug, PartialEq, Default)]
+pub struct EngineParams {
+    /// Memory-relevant parameters (context, KV type, batch, outputs, threads).
+    pub plan: PlanParams,
+    /// Force a kernel path (`None`: the best the CPU features allow).
+    pub kernel: Option<KernelPath>,
+}
+
+/// Which rows of an evaluation produce logits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outputs {
+    /// Only the last token's row (generation).
+    Last,
+    /// Every token's row (scoring); at most `max_outputs` rows.
+    All,
+}
+
+/// Scratch buffers, carved per [`crate::mem::plan::ScratchPlan`].
+struct Scratch<'a> {
+    x: &'a mut [f32],
+    xb: &'a mut [f32],
+    work: &'a mut [f32],
+    act: &'a mut [u8],
+    attn: &'a mut [f32],
+    rope: &'a mut [f32],
+    logits: &'a mut [f32],
+    candidates: &'a mut [Candidate],
+}
+
+/// A model running inside a caller's arena.
+pub struct Engine<'a> {
+    model: Model<'a>,
+    layers: &'a [LayerIndex],
+    tokenizer: Tokenizer<'a>,
+    kernels: Kernels,
+    rope: Rope,
+    kv: KvCache<'a>,
+    s: Scratch<'a>,
+    plan: MemoryPlan,
+    params: PlanParams,
+    n_logit_rows: usize,
+    arena_used: usize,
+    arena_skipped: usize,
+}
+
+fn matrix<'a>(bytes: &'a [u8], loc: &TensorLoc) -> Result<Matrix<'a>> {
+    Ok(Matrix {
+        data: loc.bytes(bytes).ok_or(Error::InvalidArgument {
+            what: "weight outside the model bytes",
+        })?,
+        ty: loc.ty().ok_or(Error::InvalidArgument {
+            what: "weight type unknown",
+        })?,
+        rows: loc.rows as usize,
+        cols: loc.cols as usize,
+    })
+}
+
+fn vector<'a>(bytes: &'a [u8], loc: &TensorLoc) -> Result<&'a [u8]> {
+    loc.bytes(bytes).ok_or(Error::InvalidArgument {
+        what: "vector outside the model bytes",
+    })
+}
+
+impl<'a> Engine<'a> {
+    /// Builds an engine for the model in `model_bytes` inside `arena`.
+    ///
+    /// With `params.plan.ctx_tokens == 0` the context is the largest that
+    /// fits the arena (capped at the training context). The arena should be
+    /// 64-byte aligned; otherwise up to 63 leading bytes are skipped. Fails
+    /// with [`Error::Budget`] (needed / available) if the plan does not fit.
+    pub fn new(
+        model_bytes: &'a [u8],
+        arena: &'a mut [u8],
+        params: &EngineParams,
+        features: &CpuFeatures,
+    ) -> Result<&'a mut Engine<'a>> {
+        let model = Model::from_bytes(model_bytes)?;
+        let rope = Rope::new(&model.hparams)?;
+        let kernels = Kernels::new(features, params.kernel)?;
+        let buffer_len = arena.len();
+        let mut arena = Arena::new(arena);
+        let plan = if params.plan.ctx_tokens > 0 {
+            plan::plan(&model, &params.plan)?
+        } else {
+            plan::plan_for_budget(&model, &params.plan, arena.capacity()).map_err(|e| match e {
+                Error::Budget { what, needed, .. } => Error::Budget {
+                    what,
+                    needed: needed + arena.skipped(),
+                    available: buffer_len,
+                },
+                e => e,
+            })?
+        };
+        if plan.total_bytes > arena.capacity() {
+            return Err(Error::Budget {
+                what: "engine (plan total)",
+                needed: plan.total_bytes + arena.skipped(),
+                available: buffer_len,
+            });
+        }
+        let hp = model.hparams;
+
+        // Carve in plan order: index, tokenizer, KV pool, page table, scratch, engine.
+        let layers = arena.take_slice::<LayerIndex>(hp.n_layers as usize, "model index")?;
+        build_index(&model.gguf, &hp, |i, l| {
+            if let Some(slot) = layers.get_mut(i as usize) {
+                *slot = l;
+            }
+        })?;
+        let tokenizer = Tokenizer::new(&model.gguf, &mut arena, &params.plan.tokenizer)?;
+        let geometry = KvGeometry::new(
+            hp.n_layers as usize,
+            hp.n_kv_heads as usize,
+            hp.head_dim as usize,
+            params.plan.kv_type,
+            params.plan.page_tokens as usize,
+        )?;
+        let kv = KvCache::new(
+            &mut arena,
+            geometry,
+            plan.kv_pages,
+            plan.ctx_tokens as usize,
+        )?;
+        let e = plan.scratch_elems;
+        let s = Scratch {
+            x: arena.take_slice(e.x, "scratch x")?,
+            xb: arena.take_slice(e.xb, "scratch xb")?,
+            work: arena.take_slice(e.work, "scratch work")?,
+            act: arena.take_slice(e.act_bytes, "scratch activations")?,
+            attn: arena.take_slice(e.attn, "scratch attention")?,
+            rope: arena.take_slice(e.rope, "scratch rope")?,
+            logits: arena.take_slice(e.logits, "scratch logits")?,
+            candidates: arena.take_slice(e.candidates, "scratch candidates")?,
+        };
+        let engine_bytes = Arena::bytes_for::<Engine<'static>>(1).unwrap_or(0);
+        let arena_used = arena.used() + engine_bytes;
+        if arena_used != plan.total_bytes {
+            // The planner and init disagree: a bug, refused rather than hidden.
+            return Err(Error::InvalidArgument {
+                what: "internal: arena carving differs from the plan",
+            });
+        }
+        let engine = Engine {
+            model,
+            layers,
+            tokenizer,
+            kernels,
+            rope,
+            kv,
+            s,
+            plan,
+            params: params.plan,
+            n_logit_rows: 0,
+            arena_used,
+            arena_skipped: arena.skipped(),
+        };
+        arena.take_init(engine, "engine state")
+    }
+
+    /// The model's hyperparameters.
+    pub fn hparams(&self) -> &Hparams {
+        &self.model.hparams
+    }
+
+    /// The validated model.
+    pub fn model(&self) -> &Model<'a> {
+        &self.model
+    }
+
+    /// The tokenizer.
+    pub fn tokenizer(&self) -> &Tokenizer<'a> {
+        &self.tokenizer
+    }
+
+    /// The tokenizer, mutable (encoding uses its scratch).
+    pub fn tokenizer_mut(&mut self) -> &mut Tokenizer<'a> {
+        &mut self.tokenizer
+    }
+
+    /// The plan the arena was carved by.
+    pub fn plan(&self) -> &MemoryPlan {
+        &self.plan
+    }
+
+    /// The kernel path in use.
+    pub fn kernel_path(&self) -> KernelPath {
+        self.kernels.path()
+    }
+
+    /// Arena bytes in use (equal to the plan's total), plus any bytes
+    /// skipped to align the start.
+    pub fn arena_used(&self) -> usize {
+        self.arena_used + self.arena_skipped
+    }
+
+    /// Tokens in the sequence (the position of the next token).
+    pub fn n_past(&self) -> usize {
+        self.kv.len()
+    }
+
+    /// Context capacity in tokens.
+    pub fn ctx_capacity(&self) -> usize {
+        self.kv.capacity()
+    }
+
+    /// Vocabulary size (length of a logits row).
+    pub fn vocab(&self) -> usize {
+        self.model.hparams.vocab as usize
+    }
+
+    /// Forgets the sequence.
+    pub fn reset(&mut self) -> Result<()> {
+        self.n_logit_rows = 0;
+        self.kv.clear()
+    }
+
+    /// Keeps the first `n` tokens of the sequence and forgets the rest.
+    pub fn truncate(&mut self, n: usize) -> Result<()> {
+        self.n_logit_rows = 0;
+        self.kv.truncate(n)
+    }
+
+    /// The logits rows of the last evaluation.
+    pub fn logits(&self) -> &[f32] {
+        let n = self.n_logit_rows * self.vocab();
+        self.s.logits.get(..n).unwrap_or(&[])
+    }
+
+    /// Samples the next token from the last row of logits.
+    pub fn sample(&mut self, sampler: &mut Sampler) -> Result<u32> {
+        let vocab = self.vocab();
+        if self.n_logit_rows == 0 {
+            return Err(Error::InvalidArgument {
+                what: "no logits to sample from: evaluate first",
+            });
+        }
+        let start = (self.n_logit_rows - 1) * vocab;
+        let row = self
+            .s
+            .logits
+            .get(start..start + vocab)
+            .ok_or(Error::InvalidArgument {
+                what: "logits row out of range",
+            })?;
+        sampler.sample(row, self.s.candidates)
+    }
+
+    /// Appends `tokens` to the sequence and returns logits (`rows x vocab`)
+    /// for the rows `outputs` selects. Nothing changes if the call fails its
+    /// checks (a bad token id, more rows than `max_outputs`, a full context).
+    pub fn eval(&mut self, par: &dyn Parallel, tokens: &[u32], outputs: Outputs) -> Result<&[f32]> {
+        let vocab = self.vocab();
+        if tokens.is_empty() {
+            return Err(Error::InvalidArgument {
+                what: "no tokens to evaluate",
+            });
+        }
+        if let Some(&id) = tokens.iter().find(|&&t| t as usize >= vocab) {
+            return Err(TokenizerError::BadTokenId {
+                id,
+                vocab: vocab as u32,
+            }
+            .into());
+        }
+        let n_out = match outputs {
+            Outputs::Last => 1,
+            Outputs::All => tokens.len(),
+        };
+        if n_out > self.params.max_outputs as usize {
+            return Err(Error::InvalidArgument {
+                what: "more logits rows requested than max_outputs",
+            });
+        }
+        let start = self.kv.len();
+        let end = start.checked_add(tokens.len()).ok_or(Error::Overflow {
+            what: "sequence length",
+        })?;
+        self.kv.reserve(end)?;
+        self.n_logit_rows = 0;
+        let batch = self.params.max_batch as usize;
+        let mut out_row = 0;
+        for (i, chunk) in tokens.chunks(batch).enumerate() {
+            let pos0 = start + i * batch;
+            let chunk_end = pos0 + chunk.len();
+            // Rows of this chunk that produce logits, as a range of chunk rows.
+            let rows = match outputs {
+                Outputs::All => 0..chunk.len(),
+                Outputs::Last if chunk_end == end => chunk.len() - 1..chunk.len(),
+                Outputs::Last => 0..0,
+            };
+            let result = self.forward(par, chunk, pos0, rows.clone(), out_row);
+            if let Err(e) = result {
+                // Leave the sequence as it was before the call.
+                let _ = self.kv.truncate(start);
+                return Err(e);
+            }
+            out_row += rows.len();
+        }
+        self.kv.set_len(end)?;
+        self.n_logit_rows = n_out;
+        Ok(self.logits())
+    }
+
+    /// One micro-batch: `tokens` at positions `pos0..`, logits for chunk rows
+    /// `out_rows` written from logits row `out_base` on.
+    fn forward(
+        &mut self,
+        par: &dyn Parallel,
+        tokens: &[u32],
+        pos0: usize,
+        out_rows: core::ops::Range<usize>,
+        out_base: usize,
+    ) -> Result<()> {
+        let hp = self.model.hparams;
+        let bytes = self.model.gguf.bytes();
+        let n = tokens.len();
+        let dim = hp.dim as usize;
+        let q_dim = hp.q_dim() as usize;
+        let kv_dim = hp.kv_dim() as usize;
+        let ffn = hp.ffn_dim as usize;
+        let head_dim = hp.head_dim as usize;
+        let b = self.params.max_batch as usize;
+        let k = self.kernels;
+        let g = &self.model.globals;
+
+        // Embeddings.
+        let embd = matrix(bytes, &g.token_embd)?;
+        let embd_row = embd.ty.row_bytes(dim as u64).unwrap_or(0) as usize;
+        for (r, &t) in tokens.iter().enumerate() {
+            let start = t as usize * embd_row;
+            let src = embd
+                .data
+                .get(start..start + embd_row)
+                .ok_or(Error::InvalidArgument {
+                    what: "token row outside the embedding matrix",
+                })?;
+            crate::kernels::dequantize_row(embd.ty, src, &mut self.s.x[r * dim..(r + 1) * dim])?;
+        }
+
+        // RoPE angles for each row's position, shared by all layers.
+        let rope_dims = self.rope.dims;
+        let freq_factors = if g.rope_freqs.is_absent() {
+            None
+        } else {
+            Some(vector(bytes, &g.rope_freqs)?)
+        };
+        let (_, cos_sin_all) = self.s.rope.split_at_mut(rope_dims / 2);
+        for r in 0..n {
+            self.rope.angles(
+                pos0 + r,
+                freq_factors,
+                &mut cos_sin_all[r * rope_dims..(r + 1) * rope_dims],
+            )?;
+        }
+
+        for (li, layer) in self.layers.iter().enumerate() {
+            let (q, rest) = self.s.work.split_at_mut(b * q_dim);
+            let (kk, rest) = rest.split_at_mut(b * kv_dim);
+            let (vv, rest) = rest.split_at_mut(b * kv_dim);
+            let (att, _) = rest.split_at_mut(b * q_dim);
+            let xb = &mut self.s.xb[..n * dim];
+
+            // Attention block.
+            let norm = vector(bytes, &layer.attn_norm)?;
+            for r in 0..n {
+                rmsnorm(
+                    &self.s.x[r * dim..(r + 1) * dim],
+                    norm,
+                    hp.rms_eps,
+                    &mut xb[r * dim..(r + 1) * dim],
+                )?;
+            }
+            let mut quantized: Option<ActFormat> = None;
+            for (loc, out, width, bias) in [
+                (&layer.wq, &mut q[..n * q_dim], q_dim, &layer.bq),
+                (&layer.wk, &mut kk[..n * kv_dim], kv_dim, &layer.bk),
+                (&layer.wv, &mut vv[..n * kv_dim], kv_dim, &layer.bv),
+            ] {
+                let w = matrix(bytes, loc)?;
+                let act = quantize_for(&k, &w, xb, n, dim, self.s.act, &mut quantized)?;
+                k.matmul(par, &w, &act, out)?;
+                if !bias.is_absent() {
+                    let bias = vector(bytes, bias)?;
+                    for row in out.chunks_exact_mut(width) {
+                        add_bias(row, bias);
+                    }
+                }
+            }
+            for r in 0..n {
+                let cs = &cos_sin_all[r * rope_dims..(r + 1) * rope_dims];
+                self.rope
+                    .apply(&mut q[r * q_dim..(r + 1) * q_dim], head_dim, cs);
+                self.rope
+                    .apply(&mut kk[r * kv_dim..(r + 1) * kv_dim], head_dim, cs);
+            }
+            // Store K and V rows of this batch in the cache.
+            for r in 0..n {
+                for h in 0..hp.n_kv_heads as usize {
+                    let src_k = &kk[r * kv_dim + h * head_dim..r * kv_dim + (h + 1) * head_dim];
+                    k.kv_store(
+                        self.params.kv_type,
+                        src_k,
+                        self.kv.row_mut(li, false, h, pos0 + r)?,
+                    )?;
+                    let src_v = &vv[r * kv_dim + h * head_dim..r * kv_dim + (h + 1) * head_dim];
+                    k.kv_store(
+                        self.params.kv_type,
+                        src_v,
+                        self.kv.row_mut(li, true, h, pos0 + r)?,
+                    )?;
+                }
+            }
+            attention(
+                par,
+                &k,
+                &self.kv,
+                &hp,
+                li,
+                &q[..n * q_dim],
+                &mut att[..n * q_dim],
+                self.s.attn,
+                pos0,
+                n,
+                self.params.page_tokens as usize,
+            )?;
+            let wo = matrix(bytes, &layer.wo)?;
+            let mut quantized = None;
+            let act = quantize_for(
+                &k,
+                &wo,
+                &att[..n * q_dim],
+                n,
+                q_dim,
+                self.s.act,
+                &mut quantized,
+            )?;
+            k.matmul(par, &wo, &act, xb)?;
+            add_assign(&mut self.s.x[..n * dim], xb);
+
+            // Feed-forward block.
+            let norm = vector(bytes, &layer.ffn_norm)?;
+            for r in 0..n {
+                rmsnorm(
+                    &self.s.x[r * dim..(r + 1) * dim],
+                    norm,
+                    hp.rms_eps,
+                    &mut xb[r * dim..(r + 1) * dim],
+                )?;
+            }
+            let (gate, rest) = self.s.work.split_at_mut(b * ffn);
+            let (up, _) = rest.split_at_mut(b * ffn);
+            let (gate, up) = (&mut gate[..n * ffn], &mut up[..n * ffn]);
+            let mut quantized = None;
+            let w_gate = matrix(bytes, &layer.w_gate)?;
+            let act = quantize_for(&k, &w_gate, xb, n, dim, self.s.act, &mut quantized)?;
+            k.matmul(par, &w_gate, &act, gate)?;
+            let w_up = matrix(bytes, &layer.w_up)?;
+            let act = quantize_for(&k, &w_up, xb, n, dim, self.s.act, &mut quantized)?;
+            k.matmul(par, &w_up, &act, up)?;
+            swiglu(gate, up);
+            let w_down = matrix(bytes, &layer.w_down)?;
+            let mut quantized = None;
+            let act = quantize_for(&k, &w_down, gate, n, ffn, self.s.act, &mut quantized)?;
+            k.matmul(par, &w_down, &act, xb)?;
+            add_assign(&mut self.s.x[..n * dim], xb);
+        }
+
+        // Output head, only for the rows asked for.
+        let n_out = out_rows.len();
+        if n_out == 0 {
+            return Ok(());
+        }
+        let norm = vector(bytes, &g.output_norm)?;
+        for (i, r) in out_rows.enumerate() {
+            rmsnorm(
+                &self.s.x[r * dim..(r + 1) * dim],
+                norm,
+                hp.rms_eps,
+                &mut self.s.xb[i * dim..(i + 1) * dim],
+            )?;
+        }
+        let out = matrix(bytes, &g.output)?;
+        let vocab = hp.vocab as usize;
+        let logits = self
+            .s
+            .logits
+            .get_mut(out_base * vocab..(out_base + n_out) * vocab)
+            .ok_or(Error::InvalidArgument {
+                what: "logits rows beyond max_outputs",
+            })?;
+        let mut quantized = None;
+        let act = quantize_for(
+            &k,
+            &out,
+            &self.s.xb[..n_out * dim],
+            n_out,
+            dim,
+            self.s.act,
+            &mut quantized,
+        )?;
+        k.matmul(par, &out, &act, logits)
+    }
+}
+
+/// Quantizes `x` (`rows x cols`) into `buf` in the format `w` needs, unless
+/// it is already there in that format.
+fn quantize_for<'b>(
+    k: &Kernels,
+    w: &Matrix<'_>,
+    x: &'b [f32],
+    rows: usize,
+    cols: usize,
+    buf: &'b mut [u8],
+    done: &mut Option<ActFormat>,
+) -> Result<Act<'b>> {
+    let fmt = act_format(w.ty)?;
+    let bytes = crate::kernels::act_bytes(fmt, rows, cols).ok_or(Error::Overflow {
+        what: "activation buffer",
+    })?;
+    let available = buf.len();
+    let q = buf.get_mut(..bytes).ok_or(Error::Budget {
+        what: "activation buffer",
+        needed: bytes,
+        available,
+    })?;
+    if *done != Some(fmt) {
+        k.quantize_act(fmt, x, cols, q)?;
+        *done = Some(fmt);
+    }
+    Ok(Act {
+        x,
+        q,
+        fmt,
+        rows,
+        cols,
+    })
+}
+
+/// Causal attention of `n` query rows (positions `pos0..pos0+n`) against
+/// the cache, streaming page by page with an online softmax. Work items are
+/// (row, KV head) pairs split across tasks; each task has its own slot of
+/// `attn_scratch` and writes only its items' output heads.
+#[allow(clippy::too_many_arguments)]
+fn attention(
+    par: &dyn Parallel,
+    k: &Kernels,
+    kv: &KvCache<'_>,
+    hp: &Hparams,
+    layer: usize,
+    q: &[f32],
+    out: &mut [f32],
+    attn_scratch: &mut [f32],
+    pos0: usize,
+    n: usize,
+    page_tokens: usize,
+) -> Result<()> {
+    let head_dim = hp.head_dim as usize;
+    let q_dim = hp.q_dim() as usize;
+    let n_kv = hp.n_kv_heads as usize;
+    let group = hp.gqa_group() as usize;
+    let per_head = attn_slot_per_head(page_tokens as u32, hp.head_dim);
+    let slot_len = group * per_head;
+    let items = n * n_kv;
+    let tasks = par
+        .threads()
+        .min(items)
+        .max(1)
+        .min(attn_scratch.len() / slot_len.max(1));
+    if tasks == 0 {
+        return Err(Error::InvalidArgument {
+            what: "attention scratch too small",
+        });
+    }
+    let scale = 1.0 / libm::sqrtf(head_dim as f32);
+    let kv_type = kv.geometry().kv_type;
+    let row_bytes = kv.geometry().row_bytes;
+    let shared_out = SharedMut::new(out);
+    let shared_slots = SharedMut::new(attn_scratch);
+    let failed = core::sync::atomic::AtomicBool::new(false);
+
+    par.run(tasks, &|task| {
+        // SAFETY: task `task` is the only one that uses slot `task`.
+        let Some(slot) = (unsafe { shared_slots.range(task * slot_len, slot_len) }) else {
+            failed.store(true, core::sync::atomic::Ordering::Relaxed);
+            return;
+        };
+        for item in split_range(items, tasks, task) {
+            let (r, g) = (item / n_kv, item % n_kv);
+            // SAFETY: item (r, g) owns heads g*group..(g+1)*group of row r,
+            // and items are split disjointly between tasks.
+            let Some(dst) =
+                (unsafe { shared_out.range(r * q_dim + g * group * head_dim, group * head_dim) })
+            else {
+                failed.store(true, core::sync::atomic::Ordering::Relaxed);
+                return;
+            };
+            let q_row =
+                &q[r * q_dim + g * group * head_dim..r * q_dim + (g + 1) * group * head_dim];
+            if attend_one(
+                k,
+                kv,
+                kv_type,
+                row_bytes,
+                layer,
+                g,
+                q_row,
+                dst,
+                slot,
+                pos0 + r + 1,
+                page_tokens,
+                head_dim,
+                group,
+                scale,
+            )
+            .is_err()
+            {
+                failed.store(true, core::sync::atomic::Ordering::Relaxed);
+            }
+        }
+    });
+    if failed.load(core::sync::atomic::Ordering::Relaxed) {
+        return Err(Error::InvalidArgument {
+            what: "attention failed on an internal bound",
+        });
+    }
+    Ok(())
+}
+
+/// Attention of the `group` query heads in `q_row` sharing KV head `kv_head`
+/// over the first `n_keys` cached tokens.
+#[allow(clippy::too_many_arguments)]
+fn attend_one(
+    k: &Kernels,
+    kv: &KvCache<'_>,
+    kv_type: crate::kv::KvType,
+    row_bytes: usize,
+    layer: usize,
+    kv_head: usize,
+    q_row: &[f32],
+    dst: &mut [f32],
+    slot: &mut [f32],
+    n_keys: usize,
+    page_tokens: usize,
+    head_dim: usize,
+    group: usize,
+    scale: f32,
+) -> Result<()> {
+    let per_head = page_tokens + head_dim + 2;
+    for h in 0..group {
+        let st = &mut slot[h * per_head..(h + 1) * per_head];
+        st[page_tokens..].fill(0.0);
+        st[page_tokens + head_dim] = f32::NEG_INFINITY; // running max
+    }
+    let n_pages = n_keys.div_ceil(page_tokens);
+    for page in 0..n_pages {
+        let n_t = (n_keys - page * page_tokens).min(page_tokens);
+        let keys = kv.head_block(page, layer, false, kv_head)?;
+        let values = kv.head_block(page, layer, true, kv_head)?;
+        for h in 0..group {
+            let st = &mut slot[h * per_head..(h + 1) * per_head];
+            let (scores, rest) = st.split_at_mut(page_tokens);
+            let (acc, ml) = rest.split_at_mut(head_dim);
+            let scores = &mut scores[..n_t];
+            k.kv_scores(
+                kv_type,
+                &q_row[h * head_dim..(h + 1) * head_dim],
+                keys,
+                row_bytes,
+                scores,
+            )?;
+            let mut page_max = f32::NEG_INFINITY;
+            for s in scores.iter_mut() {
+                *s *= scale;
+                page_max = page_max.max(*s);
+            }
+            let m_old = ml[0];
+            let m_new = m_old.max(page_max);
+            let correction = libm::expf(m_old - m_new);
+            let mut sum = 0.0f32;
+            for s in scores.iter_mut() {
+                *s = libm::expf(*s - m_new);
+                sum += *s;
+            }
+            ml[1] = ml[1] * correction + sum;
+            if correction != 1.0 {
+                for a in acc.iter_mut() {
+                    *a *= correction;
+                }
+            }
+            k.kv_accumulate(kv_type, scores, values, row_bytes, acc)?;
+            ml[0] = m_new;
+        }
+    }
+    for h in 0..group {
+        let st = &slot[h * per_head..(h + 1) * per_head];
+        let l = st[page_tokens + head_dim + 1];
+        let inv = if l > 0.0 { 1.0 / l } else { 0.0 };
+        for (d, a) in dst[h * head_dim..(h + 1) * head_dim]
+            .iter_mut()
+            .zip(&st[page_tokens..page_tokens + head_dim])
+        {
+            *d = a * inv;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,231 @@
+//! One sequence's paged KV cache: a slab of pages and a page table.
+
+use super::KvGeometry;
+use crate::error::{Error, Result};
+use crate::mem::{Arena, BlockId, Slab};
+
+/// The KV cache of one sequence.
+///
+/// Invariant: pages `0..n_pages` of the page table are taken blocks of the
+/// slab, in position order; token `t` lives in page `t / page_tokens`, row
+/// `t % page_tokens`; `n_tokens <= n_pages * page_tokens <= max_tokens`
+/// rounded up to a page.
+pub struct KvCache<'a> {
+    geom: KvGeometry,
+    slab: Slab<'a>,
+    table: &'a mut [BlockId],
+    n_pages: usize,
+    n_tokens: usize,
+    max_tokens: usize,
+}
+
+impl<'a> KvCache<'a> {
+    /// Carves a pool of `pages` pages and a page table from `arena`. The
+    /// sequence may hold up to `max_tokens` tokens (at most the pages' room).
+    pub fn new(
+        arena: &mut Arena<'a>,
+        geom: KvGeometry,
+        pages: u32,
+        max_tokens: usize,
+    ) -> Result<KvCache<'a>> {
+        let page_bytes = geom
+            .page_bytes()
+            .ok_or(Error::Overflow { what: "KV page" })?;
+        let slab = Slab::new(arena, page_bytes, pages, "KV page pool")?;
+        let table = arena.take_slice::<BlockId>(pages as usize, "KV page table")?;
+        let room = (pages as usize).saturating_mul(geom.page_tokens);
+        Ok(KvCache {
+            geom,
+            slab,
+            table,
+            n_pages: 0,
+            n_tokens: 0,
+            max_tokens: max_tokens.min(room),
+        })
+    }
+
+    /// Geometry.
+    pub fn geometry(&self) -> &KvGeometry {
+        &self.geom
+    }
+
+    /// Tokens stored.
+    pub fn len(&self) -> usize {
+        self.n_tokens
+    }
+
+    /// Whether no token is stored.
+    pub fn is_empty(&self) -> bool {
+        self.n_tokens == 0
+    }
+
+    /// Most tokens the sequence can hold.
+    pub fn capacity(&self) -> usize {
+        self.max_tokens
+    }
+
+    /// Pages in use.
+    pub fn pages_in_use(&self) -> usize {
+        self.n_pages
+    }
+
+    /// Free pages in the pool.
+    pub fn free_pages(&self) -> u32 {
+        self.slab.free_count()
+    }
+
+    /// Makes room for `total` tokens (taking pages as needed). Fails with
+    /// [`Error::Full`] beyond the capacity, changing nothing.
+    pub fn reserve(&mut self, total: usize) -> Result<()> {
+        if total > self.max_tokens {
+            return Err(Error::Full {
+                what: "KV cache (context)",
+                capacity: self.max_tokens,
+            });
+        }
+        let pages_needed = total.div_ceil(self.geom.page_tokens);
+        while self.n_pages < pages_needed {
+            let id = self.slab.take()?;
+            match self.table.get_mut(self.n_pages) {
+                Some(slot) => *slot = id,
+                None => {
+                    self.slab.give_back(id)?;
+                    return Err(Error::Full {
+                        what: "KV page table",
+                        capacity: self.table.len(),
+                    });
+                }
+            }
+            self.n_pages += 1;
+        }
+        Ok(())
+    }
+
+    /// Records that tokens `0..total` hold valid rows (after writing them).
+    pub fn set_len(&mut self, total: usize) -> Result<()> {
+        if total > self.n_pages * self.geom.page_tokens {
+            return Err(Error::InvalidArgument {
+                what: "KV length beyond reserved pages",
+            });
+        }
+        self.n_tokens = total;
+        Ok(())
+    }
+
+    /// Forgets tokens from `len` on and gives back pages no longer needed.
+    pub fn truncate(&mut self, len: usize) -> Result<()> {
+        let len = len.min(self.n_tokens);
+        let keep = len.div_ceil(self.geom.page_tokens);
+        while self.n_pages > keep {
+            self.n_pages -= 1;
+            let id = self.table[self.n_pages];
+            self.slab.give_back(id)?;
+        }
+        self.n_tokens = len;
+        Ok(())
+    }
+
+    /// Forgets every token.
+    pub fn clear(&mut self) -> Result<()> {
+        self.truncate(0)
+    }
+
+    /// The row of `(layer, K or V, head)` for token `pos`, writable.
+    pub fn row_mut(
+        &mut self,
+        layer: usize,
+        is_value: bool,
+        head: usize,
+        pos: usize,
+    ) -> Result<&mut [u8]> {
+        let g = self.geom;
+        if layer >= g.n_layers || head >= g.n_kv_heads {
+            return Err(Error::InvalidArgument {
+                what: "KV layer or head out of range",
+            });
+        }
+        let page = pos / g.page_tokens;
+        let id = *self.table[..self.n_pages]
+            .get(page)
+            .ok_or(Error::InvalidArgument {
+                what: "KV position beyond reserved pages",
+            })?;
+        let start =
+            g.head_block_offset(layer, is_value, head) + (pos % g.page_tokens) * g.row_bytes;
+        let block = self.slab.block_mut(id)?;
+        block
+            .get_mut(start..start + g.row_bytes)
+            .ok_or(Error::InvalidArgument {
+                what: "KV row outside its page",
+            })
+    }
+
+    /// The `page_tokens` rows of `(layer, K or V, head)` in page `page`.
+    pub fn head_block(
+        &self,
+        page: usize,
+        layer: usize,
+        is_value: bool,
+        head: usize,
+    ) -> Result<&[u8]> {
+        let g = self.geom;
+        if layer >= g.n_layers || head >= g.n_kv_heads {
+            return Err(Error::InvalidArgument {
+                what: "KV layer or head out of range",
+            });
+        }
+        let id = *self.table[..self.n_pages]
+            .get(page)
+            .ok_or(Error::InvalidArgument {
+                what: "KV page not in use",
+            })?;
+        let start = g.head_block_offset(layer, is_value, head);
+        self.slab
+            .block(id)?
+            .get(start..start + g.head_block_bytes())
+            .ok_or(Error::InvalidArgument {
+                what: "KV block outside its page",
+            })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kv::KvType;
+
+    #[repr(C, align(64))]
+    struct Buf([u8; 1 << 16]);
+
+    #[test]
+    fn grows_page_by_page_and_gives_pages_back() {
+        let mut buf = std::boxed::Box::new(Buf([0; 1 << 16]));
+        let mut arena = Arena::new(&mut buf.0);
+        // 2 layers, 1 head of 32 f16: 2 * 2 * 64 = 256 bytes a token, 4-token pages.
+        let g = KvGeometry::new(2, 1, 32, KvType::F16, 4).unwrap();
+        let mut kv = KvCache::new(&mut arena, g, 5, 18).unwrap();
+        assert_eq!(kv.capacity(), 18);
+        kv.reserve(5).unwrap();
+        assert_eq!(kv.pages_in_use(), 2);
+        assert_eq!(kv.free_pages(), 3);
+        for pos in 0..5 {
+            kv.row_mut(1, true, 0, pos).unwrap().fill(pos as u8 + 1);
+        }
+        kv.set_len(5).unwrap();
+        let block = kv.head_block(1, 1, true, 0).unwrap();
+        assert_eq!(block.len(), 4 * 64);
+        assert!(block[..64].iter().all(|&b| b == 5)); // token 4 is row 0 of page 1
+        assert!(kv.row_mut(0, false, 0, 8).is_err()); // page 2 not reserved
+        assert_eq!(
+            kv.reserve(19).unwrap_err(),
+            Error::Full {
+                what: "KV cache (context)",
+                capacity: 18
+            }
+        );
+        kv.truncate(3).unwrap();
+        assert_eq!((kv.len(), kv.pages_in_use(), kv.free_pages()), (3, 1, 4));
+        kv.clear().unwrap();
+        assert_eq!(kv.free_pages(), 5);
+    }
+}

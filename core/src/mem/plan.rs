@@ -1,0 +1,482 @@
+//! The memory planner: from a model's header and the parameters alone, the
+//! exact arena bytes init will carve, item by item, and the largest context
+//! a budget allows.
+//!
+//! # Algorithm
+//!
+//! Every arena allocation is rounded up to [`ARENA_ALIGN`] (64) bytes and
+//! starts on a 64-byte boundary (see [`Arena`]), so the arena bytes of an
+//! engine are the plain sum of its rounded items. Init carves exactly these
+//! items, in this order, using the numbers of this plan:
+//!
+//! | item | size |
+//! |---|---|
+//! | model index | `n_layers x size_of(LayerIndex)` (one [`TensorLoc`](crate::model::TensorLoc) per weight) |
+//! | tokenizer tables | what the tokenizer reports for this vocabulary |
+//! | KV page pool | `pages x round64(page bytes)` + `round64(4 x pages)` free-list links |
+//! | page table | `pages x 8` (one block handle per page) |
+//! | scratch | one buffer per [`ScratchPlan`] field, each rounded |
+//! | engine state | `size_of(Engine)` |
+//!
+//! `page bytes = page_tokens x kv_bytes_per_token` and
+//! `kv_bytes_per_token = n_layers x 2 (K and V) x n_kv_heads x row_bytes(head_dim)`
+//! with `row_bytes` = 2 x head_dim for F16, 4 x head_dim for F32 and
+//! 34 x head_dim / 32 for Q8_0.
+//!
+//! With a fixed context, `pages = ceil(ctx / page_tokens)`. With "fill the
+//! budget" (`ctx_tokens = 0`), the planner finds the largest page count whose
+//! total fits, by binary search over the (monotone) total, and caps it at the
+//! model's training context; the context is then `pages x page_tokens`.
+//!
+//! Weights are read in place from the model bytes and are not part of the
+//! arena; the plan reports their size for the caller's total.
+
+use crate::engine::Engine;
+use crate::error::{Error, Result};
+use crate::kernels::{act_bytes, act_format};
+use crate::kv::{KvGeometry, KvType};
+use crate::mem::{Arena, Slab, ARENA_ALIGN};
+use crate::model::{Hparams, LayerIndex, Model, TensorLoc};
+use crate::tokenizer::{Tokenizer, TokenizerOptions};
+
+/// Parameters that decide the arena size.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct PlanParams {
+    /// Context in tokens; 0 means "as many as the budget allows".
+    pub ctx_tokens: u32,
+    /// KV cache element type.
+    pub kv_type: KvType,
+    /// Tokens per KV page.
+    pub page_tokens: u32,
+    /// Most tokens evaluated in one micro-batch (prefill chunk).
+    pub max_batch: u32,
+    /// Most rows of logits one evaluation returns.
+    pub max_outputs: u32,
+    /// Worker threads (sizes per-task attention scratch).
+    pub threads: u32,
+    /// Tokenizer options (they size its encode scratch).
+    pub tokenizer: TokenizerOptions,
+}
+
+impl Default for PlanParams {
+    fn default() -> Self {
+        PlanParams {
+            ctx_tokens: 0,
+            kv_type: KvType::F16,
+            page_tokens: 16,
+            max_batch: 64,
+            max_outputs: 1,
+            threads: 1,
+            tokenizer: TokenizerOptions::default(),
+        }
+    }
+}
+
+/// Largest micro-batch, output row count, thread count or page size accepted.
+pub const MAX_PARAM: u32 = 1 << 16;
+
+impl PlanParams {
+    fn check(&self) -> Result<()> {
+        let in_range = |v: u32| (1..=MAX_PARAM).contains(&v);
+        if !in_range(self.page_tokens) {
+            return Err(Error::InvalidArgument {
+                what: "page_tokens must be between 1 and 65536",
+            });
+        }
+        if !in_range(self.max_batch) {
+            return Err(Error::InvalidArgument {
+                what: "max_batch must be between 1 and 65536",
+            });
+        }
+        if !in_range(self.max_outputs) {
+            return Err(Error::InvalidArgument {
+                what: "max_outputs must be between 1 and 65536",
+            });
+        }
+        if !in_range(self.threads) {
+            return Err(Error::InvalidArgument {
+                what: "threads must be between 1 and 65536",
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Scratch buffers, in bytes (each rounded to 64), in carve order.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ScratchPlan {
+    /// Residual stream, `max_batch x dim` f32.
+    pub x: usize,
+    /// Normalized input / projection output, `max_batch x dim` f32.
+    pub xb: usize,
+    /// Phase buffer: attention (`q, k, v, out`: `max_batch x (2 q_dim + 2 kv_dim)`)
+    /// and feed-forward (`gate, up`: `max_batch x 2 ffn_dim`) share it, f32.
+    pub work: usize,
+    /// Quantized activations for the widest matmul input, in the kernels' format.
+    pub act: usize,
+    /// Per-task attention state: `threads x gqa_group x (page_tokens + head_dim + 2)` f32
+    /// (scores of a page, the running output, running max and sum, per query head).
+    pub attn: usize,
+    /// RoPE: inverse frequencies (`rope_dim / 2`) and per-row cos/sin
+    /// (`max_batch x rope_dim`), f32.
+    pub rope: usize,
+    /// Logits, `max_outputs x vocab` f32.
+    pub logits: usize,
+    /// Sampler candidates, `vocab x (u32 id + f32 value)`.
+    pub candidates: usize,
+}
+
+impl ScratchPlan {
+    /// Sum of all scratch buffers.
+    pub fn total(&self) -> usize {
+        self.x
+            + self.xb
+            + self.work
+            + self.act
+            + self.attn
+            + self.rope
+            + self.logits
+            + self.candidates
+    }
+}
+
+/// Element counts behind [`ScratchPlan`], used by init to carve typed slices.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ScratchElems {
+    /// f32 in `x`.
+    pub x: usize,
+    /// f32 in `xb`.
+    pub xb: usize,
+    /// f32 in `work`.
+    pub work: usize,
+    /// Bytes of `act`.
+    pub act_bytes: usize,
+    /// f32 in `attn`.
+    pub attn: usize,
+    /// f32 in `rope`.
+    pub rope: usize,
+    /// f32 in `logits`.
+    pub logits: usize,
+    /// Entries in `candidates` (each a u32 and an f32).
+    pub candidates: usize,
+}
+
+/// The arena bytes an engine takes, item by item.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MemoryPlan {
+    /// Model weights read in place from the caller's model bytes (not in the arena).
+    pub weights_in_place_bytes: u64,
+    /// Weights converted into the arena at init. Zero: every accepted
+    /// weight type is read in place (others are refused by name).
+    pub weights_converted_bytes: usize,
+    /// The engine's own state.
+    pub engine_state_bytes: usize,
+    /// Per-layer weight locations.
+    pub model_index_bytes: usize,
+    /// Tokenizer tables and encode scratch.
+    pub tokenizer_bytes: usize,
+    /// KV cache bytes per token (unrounded).
+    pub kv_bytes_per_token: usize,
+    /// Tokens per page.
+    pub kv_page_tokens: u32,
+    /// Bytes of one page in the pool (rounded to 64).
+    pub kv_bytes_per_page: usize,
+    /// Pages in the pool.
+    pub kv_pages: u32,
+    /// The page pool (pages and free-list links).
+    pub kv_pool_bytes: usize,
+    /// The sequence's page table.
+    pub page_table_bytes: usize,
+    /// Context capacity in tokens.
+    pub ctx_tokens: u32,
+    /// Scratch buffers.
+    pub scratch: ScratchPlan,
+    /// Element counts of the scratch buffers.
+    pub scratch_elems: ScratchElems,
+    /// Total arena bytes (from a 64-byte-aligned start).
+    pub total_bytes: usize,
+}
+
+impl MemoryPlan {
+    /// `(name, bytes)` of every arena item, in carve order.
+    pub fn items(&self) -> [(&'static str, usize); 13] {
+        let s = &self.scratch;
+        [
+            ("model index", self.model_index_bytes),
+            ("tokenizer tables", self.tokenizer_bytes),
+            ("kv page pool", self.kv_pool_bytes),
+            ("kv page table", self.page_table_bytes),
+            ("scratch: residual x", s.x),
+            ("scratch: xb", s.xb),
+            ("scratch: attention/ffn work", s.work),
+            ("scratch: quantized activations", s.act),
+            ("scratch: attention tasks", s.attn),
+            ("scratch: rope", s.rope),
+            ("scratch: logits", s.logits),
+            ("scratch: sampler candidates", s.candidates),
+            ("engine state", self.engine_state_bytes),
+        ]
+    }
+}
+
+/// Everything of the plan that does not depend on the page count.
+struct Fixed {
+    weights: u64,
+    engine: usize,
+    index: usize,
+    tokenizer: usize,
+    geometry: KvGeometry,
+    scratch: ScratchPlan,
+    elems: ScratchElems,
+    max_pages: u32,
+}
+
+fn overflow(what: &'static str) -> Error {
+    Error::Overflow { what }
+}
+
+fn f32_bytes(n: usize, what: &'static str) -> Result<usize> {
+    Arena::bytes_for::<f32>(n).ok_or(overflow(what))
+}
+
+/// Scratch sizes for `hp` with weight types from the model.
+fn scratch_plan(model: &Model<'_>, p: &PlanParams) -> Result<(ScratchPlan, ScratchElems)> {
+    let hp: &Hparams = &model.hparams;
+    let b = p.max_batch as usize;
+    let dim = hp.dim as usize;
+    let q_dim = hp.q_dim() as usize;
+    let kv_dim = hp.kv_dim() as usize;
+    let ffn = hp.ffn_dim as usize;
+    let mul = |a: usize, c: usize, what| a.checked_mul(c).ok_or(overflow(what));
+
+    let x = mul(b, dim, "scratch x")?;
+    let attn_phase = mul(b, 2 * q_dim + 2 * kv_dim, "attention buffers")?;
+    let ffn_phase = mul(b, 2 * ffn, "feed-forward buffers")?;
+    let work = attn_phase.max(ffn_phase);
+
+    // Quantized activations: the widest input of any matmul, in the format
+    // its weight type needs. Inputs: dim (q, k, v, gate, up, output head),
+    // q_dim (attention output), ffn (down).
+    let mut act = 0usize;
+    let mut consider = |loc: &TensorLoc, cols: usize, rows: usize| -> Result<()> {
+        let ty = loc.ty().ok_or(Error::InvalidArgument {
+            what: "weight type unknown",
+        })?;
+        let fmt = act_format(ty)?;
+        let bytes = act_bytes(fmt, rows, cols).ok_or(overflow("activation buffer"))?;
+        act = act.max(bytes);
+        Ok(())
+    };
+    let mut first_err: Option<Error> = None;
+    crate::model::build_index(&model.gguf, hp, |_, l| {
+        for (loc, cols) in [
+            (l.wq, dim),
+            (l.wk, dim),
+            (l.wv, dim),
+            (l.wo, q_dim),
+            (l.w_gate, dim),
+            (l.w_up, dim),
+            (l.w_down, ffn),
+        ] {
+            if let Err(e) = consider(&loc, cols, b) {
+                first_err.get_or_insert(e);
+            }
+        }
+    })?;
+    if let Some(e) = first_err {
+        return Err(e);
+    }
+    consider(&model.globals.output, dim, b)?;
+
+    let group = hp.gqa_group() as usize;
+    let per_task = mul(
+        group,
+        attn_slot_per_head(p.page_tokens, hp.head_dim),
+        "attention scratch",
+    )?;
+    let attn = mul(p.threads as usize, per_task, "attention scratch")?;
+    let half_rope = hp.rope_dim as usize / 2;
+    let rope = mul(b, hp.rope_dim as usize, "rope scratch")?
+        .checked_add(half_rope)
+        .ok_or(overflow("rope scratch"))?;
+    let logits = mul(p.max_outputs as usize, hp.vocab as usize, "logits")?;
+    let candidates = hp.vocab as usize;
+
+    let elems = ScratchElems {
+        x,
+        xb: x,
+        work,
+        act_bytes: act,
+        attn,
+        rope,
+        logits,
+        candidates,
+    };
+    let plan = ScratchPlan {
+        x: f32_bytes(x, "scratch x")?,
+        xb: f32_bytes(x, "scratch xb")?,
+        work: f32_bytes(work, "scratch work")?,
+        act: Arena::round(act).ok_or(overflow("activation buffer"))?,
+        attn: f32_bytes(attn, "attention scratch")?,
+        rope: f32_bytes(rope, "rope scratch")?,
+        logits: f32_bytes(logits, "logits")?,
+        candidates: Arena::bytes_for::<crate::sample::Candidate>(candidates)
+            .ok_or(overflow("candidates"))?,
+    };
+    Ok((plan, elems))
+}
+
+/// f32 values of attention state per query head: scores of one page, the
+/// running output, and the running max and sum.
+pub fn attn_slot_per_head(page_tokens: u32, head_dim: u32) -> usize {
+    page_tokens as usize + head_dim as usize + 2
+}
+
+fn fixed_part(model: &Model<'_>, p: &PlanParams) -> Result<Fixed> {
+    p.check()?;
+    let hp = &model.hparams;
+    let geometry = KvGeometry::new(
+        hp.n_layers as usize,
+        hp.n_kv_heads as usize,
+        hp.head_dim as usize,
+        p.kv_type,
+        p.page_tokens as usize,
+    )?;
+    let (scratch, elems) = scratch_plan(model, p)?;
+    let max_pages = hp.ctx_train.div_ceil(p.page_tokens);
+    Ok(Fixed {
+        weights: model.globals.weights_bytes,
+        engine: Arena::bytes_for::<Engine<'static>>(1).ok_or(overflow("engine state"))?,
+        index: Arena::bytes_for::<LayerIndex>(hp.n_layers as usize)
+            .ok_or(overflow("model index"))?,
+        tokenizer: Tokenizer::arena_bytes(&model.gguf, &p.tokenizer)?,
+        geometry,
+        scratch,
+        elems,
+        max_pages,
+    })
+}
+
+/// Bytes of the page table for `pages` pages (one [`crate::mem::BlockId`] each).
+fn page_table_bytes(pages: u32) -> Option<usize> {
+    Arena::bytes_for::<crate::mem::BlockId>(pages as usize)
+}
+
+fn assemble(f: &Fixed, pages: u32) -> Result<MemoryPlan> {
+    let page_bytes = f.geometry.page_bytes().ok_or(overflow("KV page"))?;
+    let kv_pool = Slab::bytes_needed(page_bytes, pages).ok_or(overflow("KV pool"))?;
+    let table = page_table_bytes(pages).ok_or(overflow("page table"))?;
+    let total = [
+        f.engine,
+        f.index,
+        f.tokenizer,
+        kv_pool,
+        table,
+        f.scratch.total(),
+    ]
+    .iter()
+    .try_fold(0usize, |acc, &v| acc.checked_add(v))
+    .ok_or(overflow("arena total"))?;
+    let page_tokens = f.geometry.page_tokens as u32;
+    Ok(MemoryPlan {
+        weights_in_place_bytes: f.weights,
+        weights_converted_bytes: 0,
+        engine_state_bytes: f.engine,
+        model_index_bytes: f.index,
+        tokenizer_bytes: f.tokenizer,
+        kv_bytes_per_token: f.geometry.bytes_per_token().ok_or(overflow("KV"))?,
+        kv_page_tokens: page_tokens,
+        kv_bytes_per_page: Arena::round(page_bytes).ok_or(overflow("KV page"))?,
+        kv_pages: pages,
+        kv_pool_bytes: kv_pool,
+        page_table_bytes: table,
+        ctx_tokens: pages.saturating_mul(page_tokens),
+        scratch: f.scratch,
+        scratch_elems: f.elems,
+        total_bytes: total,
+    })
+}
+
+/// The plan for a fixed context (`params.ctx_tokens > 0`).
+///
+/// The context capacity is rounded up to whole pages; the engine still stops
+/// at `ctx_tokens`.
+pub fn plan(model: &Model<'_>, params: &PlanParams) -> Result<MemoryPlan> {
+    if params.ctx_tokens == 0 {
+        return Err(Error::InvalidArgument {
+            what: "a plan without a budget needs ctx_tokens > 0",
+        });
+    }
+    let f = fixed_part(model, params)?;
+    let pages = params.ctx_tokens.div_ceil(params.page_tokens);
+    let mut plan = assemble(&f, pages)?;
+    plan.ctx_tokens = params.ctx_tokens;
+    Ok(plan)
+}
+
+/// The plan for a budget of `budget_bytes` (from a 64-byte-aligned start).
+///
+/// With `params.ctx_tokens == 0` the context is the largest whole number of
+/// pages that fits, capped at the model's training context. With a fixed
+/// context the plan must fit, or the error says needed and available.
+pub fn plan_for_budget(
+    model: &Model<'_>,
+    params: &PlanParams,
+    budget_bytes: usize,
+) -> Result<MemoryPlan> {
+    if params.ctx_tokens > 0 {
+        let p = plan(model, params)?;
+        if p.total_bytes > budget_bytes {
+            return Err(Error::Budget {
+                what: "engine (plan total)",
+                needed: p.total_bytes,
+                available: budget_bytes,
+            });
+        }
+        return Ok(p);
+    }
+    let f = fixed_part(model, params)?;
+    let fits = |pages: u32| -> bool {
+        assemble(&f, pages)
+            .map(|p| p.total_bytes <= budget_bytes)
+            .unwrap_or(false)
+    };
+    if !fits(1) {
+        let needed = assemble(&f, 1)?.total_bytes;
+        return Err(Error::Budget {
+            what: "engine with one KV page",
+            needed,
+            available: budget_bytes,
+        });
+    }
+    // Largest page count that fits: total is monotone in pages.
+    let (mut lo, mut hi) = (1u32, f.max_pages.max(1));
+    if fits(hi) {
+        lo = hi;
+    }
+    while lo < hi {
+        let mid = lo + (hi - lo).div_ceil(2);
+        if fits(mid) {
+            lo = mid;
+        } else {
+            hi = mid - 1;
+        }
+    }
+    assemble(&f, lo)
+}
+
+/// The largest context (in tokens, whole pages, at most the training
+/// context) that fits `budget_bytes` with these parameters.
+pub fn max_context_for_budget(
+    model: &Model<'_>,
+    params: &PlanParams,
+    budget_bytes: usize,
+) -> Result<u32> {
+    let fill = PlanParams {
+        ctx_tokens: 0,
+        ..*params
+    };
+    Ok(plan_for_budget(model, &fill, budget_bytes)?.ctx_tokens)
+}
+
+const _: () = assert!(ARENA_ALIGN == 64);
