@@ -725,3 +725,7 @@ fn attend_one(
     }
     Ok(())
 }
+
+#[cfg(test)]
+#[path = "engine_tests.rs"]
+mod tests;

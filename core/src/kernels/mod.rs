@@ -2,6 +2,7 @@
 //! for x86_64 AVX2 and aarch64 NEON (with and without dotprod), chosen once
 //! at run time.
 //!
+#![allow(clippy::needless_range_loop)]
 //! INTERIM: this file is a plain reference implementation with the
 //! contracted API, used to bring up the forward pass; the SIMD kernels
 //! replace it.

@@ -4,6 +4,7 @@
 pub mod arena;
 pub mod plan;
 pub mod slab;
+pub mod whatif;
 
 pub use arena::{Arena, Pod, ARENA_ALIGN};
 pub use slab::{BlockId, Slab};

@@ -480,3 +480,158 @@ pub fn max_context_for_budget(
 }
 
 const _: () = assert!(ARENA_ALIGN == 64);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Model;
+    use crate::testutil::{zero_gguf, TinySpec};
+
+    fn tiny() -> std::vec::Vec<u8> {
+        zero_gguf(&TinySpec::default())
+    }
+
+    fn params() -> PlanParams {
+        PlanParams {
+            ctx_tokens: 64,
+            kv_type: KvType::F16,
+            page_tokens: 16,
+            max_batch: 8,
+            max_outputs: 2,
+            threads: 2,
+            ..PlanParams::default()
+        }
+    }
+
+    #[test]
+    fn every_item_of_a_tiny_plan_matches_hand_arithmetic() {
+        // Tiny model: 2 layers, dim 64, ffn 96, 4 heads / 2 KV heads of 16,
+        // vocab 300, f32 weights, rope over all 16 dims.
+        let bytes = tiny();
+        let model = Model::from_bytes(&bytes).unwrap();
+        let p = plan(&model, &params()).unwrap();
+        // KV per token: 2 layers x 2 (K, V) x 2 heads x 16 x 2 bytes = 256.
+        assert_eq!(p.kv_bytes_per_token, 256);
+        // A 16-token page: 4,096 bytes (already a multiple of 64).
+        assert_eq!(p.kv_bytes_per_page, 4096);
+        // 64 tokens = 4 pages: 4 x 4,096 + links 4 x 4 = 16 -> 64: 16,448.
+        assert_eq!((p.kv_pages, p.kv_pool_bytes), (4, 16_448));
+        // Page table: 4 handles of 8 bytes = 32 -> 64.
+        assert_eq!(p.page_table_bytes, 64);
+        // Model index: 2 layers x 12 locations x 32 bytes = 768.
+        assert_eq!(p.model_index_bytes, 768);
+        let s = p.scratch;
+        // x and xb: batch 8 x 64 f32 = 2,048 each.
+        assert_eq!((s.x, s.xb), (2048, 2048));
+        // Work: max(8 x (2 x 64 + 2 x 32), 8 x 2 x 96) = 1,536 f32 = 6,144.
+        assert_eq!(s.work, 6144);
+        // f32 weights need no quantized activations.
+        assert_eq!(s.act, 0);
+        // Attention: 2 threads x 2 heads per KV head x (16 + 16 + 2) = 136 f32 = 544 -> 576.
+        assert_eq!(s.attn, 576);
+        // RoPE: 8 rows x 16 + 8 inverse frequencies = 136 f32 = 544 -> 576.
+        assert_eq!(s.rope, 576);
+        // Logits: 2 rows x 300 f32 = 2,400 -> 2,432; candidates 300 x 8 = 2,400 -> 2,432.
+        assert_eq!((s.logits, s.candidates), (2432, 2432));
+        assert_eq!(s.total(), 16_256);
+        // Total: index 768 + KV 16,448 + table 64 + scratch 16,256 + tokenizer + engine.
+        assert_eq!(
+            p.total_bytes,
+            768 + 16_448 + 64 + 16_256 + p.tokenizer_bytes + p.engine_state_bytes
+        );
+        assert_eq!(p.items().iter().map(|i| i.1).sum::<usize>(), p.total_bytes);
+        assert_eq!(p.engine_state_bytes % 64, 0);
+        // Weights stay in the model bytes.
+        assert_eq!(p.weights_converted_bytes, 0);
+        assert_eq!(p.weights_in_place_bytes, model.globals.weights_bytes);
+    }
+
+    #[test]
+    fn the_budget_decides_the_context() {
+        let bytes = tiny();
+        let model = Model::from_bytes(&bytes).unwrap();
+        let fill = PlanParams {
+            ctx_tokens: 0,
+            ..params()
+        };
+        let fixed = plan(&model, &params()).unwrap();
+        let fixed = fixed.total_bytes - fixed.kv_pool_bytes - fixed.page_table_bytes;
+        // 10 pages: 40,960 + links 40 -> 64 + table 80 -> 128 = 41,152.
+        let budget = fixed + 41_152;
+        let p = plan_for_budget(&model, &fill, budget).unwrap();
+        assert_eq!((p.kv_pages, p.ctx_tokens), (10, 160));
+        assert_eq!(p.total_bytes, budget);
+        // One byte less: 9 pages.
+        assert_eq!(
+            max_context_for_budget(&model, &fill, budget - 1).unwrap(),
+            144
+        );
+        // A huge budget stops at the training context (256 tokens = 16 pages).
+        assert_eq!(max_context_for_budget(&model, &fill, 1 << 40).unwrap(), 256);
+        // Too small for even one page: the error says what one page needs.
+        let one_page = fixed + 4096 + 64 + 64;
+        match plan_for_budget(&model, &fill, one_page - 1) {
+            Err(Error::Budget {
+                needed, available, ..
+            }) => {
+                assert_eq!((needed, available), (one_page, one_page - 1))
+            }
+            other => panic!("{other:?}"),
+        }
+        // A fixed context that does not fit says needed / available.
+        let need = plan(&model, &params()).unwrap().total_bytes;
+        assert_eq!(
+            plan_for_budget(&model, &params(), need - 1).unwrap_err(),
+            Error::Budget {
+                what: "engine (plan total)",
+                needed: need,
+                available: need - 1
+            }
+        );
+    }
+
+    #[test]
+    fn kv_types_and_bad_params() {
+        let bytes = tiny();
+        let model = Model::from_bytes(&bytes).unwrap();
+        // Q8_0: a 16-value head is not a whole block.
+        let q8 = PlanParams {
+            kv_type: KvType::Q8_0,
+            ..params()
+        };
+        assert!(plan(&model, &q8).is_err());
+        // F32: 2 x 2 x 2 x 16 x 4 = 512 bytes a token.
+        let f32p = PlanParams {
+            kv_type: KvType::F32,
+            ..params()
+        };
+        assert_eq!(plan(&model, &f32p).unwrap().kv_bytes_per_token, 512);
+        for bad in [
+            PlanParams {
+                max_batch: 0,
+                ..params()
+            },
+            PlanParams {
+                page_tokens: 0,
+                ..params()
+            },
+            PlanParams {
+                threads: 1 << 20,
+                ..params()
+            },
+            PlanParams {
+                ctx_tokens: 0,
+                ..params()
+            },
+        ] {
+            assert!(plan(&model, &bad).is_err(), "{bad:?}");
+        }
+        // A context that is not a whole number of pages rounds the pool up.
+        let odd = PlanParams {
+            ctx_tokens: 17,
+            ..params()
+        };
+        let p = plan(&model, &odd).unwrap();
+        assert_eq!((p.kv_pages, p.ctx_tokens), (2, 17));
+    }
+}
