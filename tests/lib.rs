@@ -1,1 +1,103 @@
-//! Shared helpers for the end-to-end tests.
+//! Shared helpers for the end-to-end tests: where the models, the reference
+//! data and the release artifacts are, and how to run programs.
+//!
+//! The tests need what `scripts/test.sh` prepares: the real model in
+//! `models/` and release builds of the library, the CLI and the C examples.
+//! When something is missing they fail and say what to run.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// The workspace root.
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .canonicalize()
+        .unwrap()
+}
+
+/// `../shared/reference/<name>`.
+pub fn reference(name: &str) -> PathBuf {
+    let p = root().join("../shared/reference").join(name);
+    assert!(
+        p.exists(),
+        "reference file {} is missing (../shared must sit beside the repository)",
+        p.display()
+    );
+    p
+}
+
+/// SmolLM2-135M-Instruct Q4_1 as shipped.
+pub fn model_q4_1() -> PathBuf {
+    let p = root().join("models/SmolLM2-135M-Instruct.Q4_1.gguf");
+    assert!(
+        p.exists(),
+        "{} is missing: run scripts/fetch-model.sh",
+        p.display()
+    );
+    p
+}
+
+/// The Q8_0 twin made by our quantizer.
+pub fn model_q8_0() -> PathBuf {
+    let p = root().join("models/SmolLM2-135M-Instruct.Q8_0.gguf");
+    assert!(
+        p.exists(),
+        "{} is missing: run scripts/test.sh (it makes the Q8_0 twin with `arenalm quantize`)",
+        p.display()
+    );
+    p
+}
+
+/// The directory of release artifacts.
+pub fn release_dir() -> PathBuf {
+    match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(d) => PathBuf::from(d).join("release"),
+        None => root().join("target/release"),
+    }
+}
+
+/// The release `arenalm` binary.
+pub fn arenalm_bin() -> PathBuf {
+    let p = release_dir().join("arenalm");
+    assert!(
+        p.exists(),
+        "{} is missing: run `cargo build --release --workspace` first (scripts/test.sh does)",
+        p.display()
+    );
+    p
+}
+
+/// Runs a program and returns its output, failing the test with its stderr
+/// if it cannot start.
+pub fn run(cmd: &mut Command) -> Output {
+    cmd.output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"))
+}
+
+/// Runs a program that must succeed; returns stdout.
+pub fn run_ok(cmd: &mut Command) -> String {
+    let out = run(cmd);
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed with {}\nstdout:\n{}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// Whether `program` can be run (e.g. valgrind, qemu-aarch64).
+pub fn have(program: &str) -> bool {
+    Command::new(program).arg("--version").output().is_ok()
+}
+
+/// Reads a little-endian f32 file.
+pub fn read_f32s(path: &Path) -> Vec<f32> {
+    std::fs::read(path)
+        .unwrap()
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect()
+}

@@ -1,0 +1,154 @@
+//! `arenalm bench`: prompt processing (ppN) and generation (tgN) speed,
+//! measured like llama-bench: random tokens, a warm-up run, then `r`
+//! repetitions from an empty context, reported as mean ± standard deviation.
+
+use std::time::Instant;
+
+use arenalm::host::detect_cpu;
+use arenalm_core::engine::{Engine, EngineParams, Outputs};
+use arenalm_core::kernels::KernelPath;
+use arenalm_core::kv::KvType;
+use arenalm_core::mem::plan::{self, PlanParams};
+use arenalm_core::model::Model;
+use serde_json::json;
+
+use crate::common::{kernel_choice, map_model, mib, ArenaBuf, Threads};
+
+/// What the user asked for.
+pub struct BenchArgs {
+    /// Model path.
+    pub model: String,
+    /// Prompt sizes.
+    pub prompt: Vec<u32>,
+    /// Generation lengths.
+    pub gen: Vec<u32>,
+    /// Thread counts.
+    pub threads: Vec<u32>,
+    /// Repetitions.
+    pub reps: u32,
+    /// Micro-batch.
+    pub batch: u32,
+    /// KV type.
+    pub kv: KvType,
+    /// Forced kernel.
+    pub kernel: Option<KernelPath>,
+    /// JSON output.
+    pub json: bool,
+}
+
+fn mean_sd(v: &[f64]) -> (f64, f64) {
+    let n = v.len().max(1) as f64;
+    let mean = v.iter().sum::<f64>() / n;
+    let var = if v.len() > 1 {
+        v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0)
+    } else {
+        0.0
+    };
+    (mean, var.sqrt())
+}
+
+/// Random token ids below `vocab`, reproducibly.
+fn random_tokens(n: usize, vocab: u32, seed: u64) -> Vec<u32> {
+    let mut rng = arenalm_core::sample::Rng::new(seed);
+    (0..n)
+        .map(|_| (rng.next_u64() % u64::from(vocab)) as u32)
+        .collect()
+}
+
+/// Runs the subcommand.
+pub fn run(a: &BenchArgs) -> Result<(), String> {
+    let map = map_model(&a.model)?;
+    let bytes = map.bytes();
+    let model = Model::from_bytes(bytes).map_err(|e| format!("{}: {e}", a.model))?;
+    let vocab = model.hparams.vocab;
+    let kernel = kernel_choice(a.kernel)?;
+    let name = std::path::Path::new(&a.model)
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let weights = model.globals.weights_bytes;
+    let mut rows = Vec::new();
+    let tests: Vec<(String, usize, usize)> = a
+        .prompt
+        .iter()
+        .filter(|&&p| p > 0)
+        .map(|&p| (format!("pp{p}"), p as usize, 0))
+        .chain(
+            a.gen
+                .iter()
+                .filter(|&&n| n > 0)
+                .map(|&n| (format!("tg{n}"), 0, n as usize)),
+        )
+        .collect();
+    if !a.json {
+        println!("| model | size | kernel | threads | test | t/s |");
+        println!("| --- | ---: | --- | ---: | ---: | ---: |");
+    }
+    for &t in &a.threads {
+        let pool = Threads::new(t as usize)?;
+        for (test, n_prompt, n_gen) in &tests {
+            let ctx = (*n_prompt).max(*n_gen).max(1) as u32;
+            let params = EngineParams {
+                plan: PlanParams {
+                    ctx_tokens: ctx,
+                    kv_type: a.kv,
+                    max_batch: a.batch,
+                    max_outputs: 1,
+                    threads: t.max(1),
+                    ..PlanParams::default()
+                },
+                kernel,
+            };
+            let need = plan::plan(&model, &params.plan)
+                .map_err(|e| e.to_string())?
+                .total_bytes;
+            let mut arena = ArenaBuf::new(need)?;
+            let engine = Engine::new(bytes, arena.bytes(), &params, &detect_cpu())
+                .map_err(|e| e.to_string())?;
+            let kernel_name = engine.kernel_path().name();
+            let tokens = random_tokens((*n_prompt).max(*n_gen), vocab, 42);
+            let mut samples = Vec::new();
+            for rep in 0..=a.reps {
+                engine.reset().map_err(|e| e.to_string())?;
+                let start = Instant::now();
+                if *n_prompt > 0 {
+                    engine
+                        .eval(pool.get(), &tokens[..*n_prompt], Outputs::Last)
+                        .map_err(|e| e.to_string())?;
+                } else {
+                    for tok in &tokens[..*n_gen] {
+                        engine
+                            .eval(pool.get(), std::slice::from_ref(tok), Outputs::Last)
+                            .map_err(|e| e.to_string())?;
+                    }
+                }
+                let secs = start.elapsed().as_secs_f64();
+                if rep > 0 {
+                    // Repetition 0 is the warm-up.
+                    samples.push((n_prompt + n_gen) as f64 / secs);
+                }
+            }
+            let (mean, sd) = mean_sd(&samples);
+            if a.json {
+                rows.push(json!({
+                    "model": name, "model_bytes": weights, "kernel": kernel_name,
+                    "threads": t, "test": test, "n_prompt": n_prompt, "n_gen": n_gen,
+                    "batch": a.batch, "kv_type": a.kv.name(),
+                    "avg_ts": mean, "stddev_ts": sd, "samples_ts": samples,
+                }));
+            } else {
+                println!(
+                    "| {name} | {} MiB | {kernel_name} | {t} | {test} | {mean:.2} ± {sd:.2} |",
+                    mib(weights)
+                );
+            }
+        }
+    }
+    if a.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&rows).map_err(|e| e.to_string())?
+        );
+    }
+    Ok(())
+}

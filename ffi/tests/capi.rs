@@ -1,0 +1,320 @@
+//! The C ABI called as a C program would: NULLs, hostile bytes, budgets,
+//! ownership rules and a caller-provided parallel-for.
+
+use std::ffi::{c_char, c_void, CStr};
+use std::path::PathBuf;
+use std::ptr::{null, null_mut};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use arenalm::capi::*;
+
+fn model_path() -> PathBuf {
+    let p =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../models/SmolLM2-135M-Instruct.Q4_1.gguf");
+    assert!(
+        p.exists(),
+        "{} is missing: run scripts/fetch-model.sh",
+        p.display()
+    );
+    p
+}
+
+fn open_model() -> *mut alm_model {
+    let path = std::ffi::CString::new(model_path().to_str().unwrap()).unwrap();
+    let mut m = null_mut();
+    let mut err = [0 as c_char; 256];
+    // SAFETY: valid path, out pointer and buffer.
+    let s = unsafe { alm_model_open_file(path.as_ptr(), &mut m, err.as_mut_ptr(), err.len()) };
+    assert_eq!(s, alm_status::ALM_OK);
+    m
+}
+
+fn msg(err: &[c_char]) -> String {
+    // SAFETY: the library NUL-terminates what it writes; the buffer starts zeroed.
+    unsafe { CStr::from_ptr(err.as_ptr()) }
+        .to_string_lossy()
+        .into_owned()
+}
+
+#[repr(C, align(64))]
+struct Aligned([u8; 64]);
+
+fn arena(bytes: usize) -> Vec<Aligned> {
+    (0..bytes.div_ceil(64)).map(|_| Aligned([0; 64])).collect()
+}
+
+#[test]
+fn nulls_and_hostile_bytes_are_statuses_not_crashes() {
+    let mut err = [0 as c_char; 256];
+    let mut m = null_mut();
+    // SAFETY: deliberately NULL arguments; the functions must refuse them.
+    unsafe {
+        assert_eq!(
+            alm_model_open_bytes(null(), 10, &mut m, err.as_mut_ptr(), 256),
+            alm_status::ALM_ERR_NULL_ARGUMENT
+        );
+        assert_eq!(
+            alm_model_open_bytes(b"GGUF".as_ptr(), 4, null_mut(), null_mut(), 0),
+            alm_status::ALM_ERR_NULL_ARGUMENT
+        );
+        let junk = b"GGUF\x03\0\0\0\xff\xff\xff\xff\xff\xff\xff\xff\0\0\0\0\0\0\0\0";
+        assert_eq!(
+            alm_model_open_bytes(junk.as_ptr(), junk.len(), &mut m, err.as_mut_ptr(), 256),
+            alm_status::ALM_ERR_GGUF
+        );
+        assert!(
+            msg(&err).contains("tensors exceed the cap"),
+            "{}",
+            msg(&err)
+        );
+        assert!(m.is_null());
+        assert_eq!(alm_model_close(null_mut()), alm_status::ALM_OK);
+        alm_engine_free(null_mut());
+        let missing = c"/nonexistent/model.gguf";
+        assert_eq!(
+            alm_model_open_file(missing.as_ptr(), &mut m, err.as_mut_ptr(), 256),
+            alm_status::ALM_ERR_IO
+        );
+        let mut info = alm_model_info::default();
+        assert_eq!(
+            alm_model_get_info(null(), &mut info, null_mut(), 0, null_mut(), 0),
+            alm_status::ALM_ERR_NULL_ARGUMENT
+        );
+    }
+}
+
+#[test]
+fn plan_then_create_an_engine_in_exactly_the_planned_bytes() {
+    let m = open_model();
+    let mut err = [0 as c_char; 256];
+    // SAFETY: a live model handle, valid out structs, an arena we own.
+    unsafe {
+        let mut info = alm_model_info {
+            size: std::mem::size_of::<alm_model_info>() as u32,
+            ..Default::default()
+        };
+        let mut arch = [0 as c_char; 16];
+        assert_eq!(
+            alm_model_get_info(m, &mut info, arch.as_mut_ptr(), 16, null_mut(), 0),
+            alm_status::ALM_OK
+        );
+        assert_eq!(
+            (info.n_layers, info.vocab, info.tied_embeddings),
+            (30, 49152, 1)
+        );
+        assert_eq!(msg(&arch), "llama");
+        let mut p = std::mem::zeroed::<alm_engine_params>();
+        assert_eq!(
+            alm_engine_default_params(&mut p, std::mem::size_of::<alm_engine_params>()),
+            alm_status::ALM_OK
+        );
+        p.ctx_tokens = 64;
+        let mut pp = std::mem::zeroed::<alm_plan_params>();
+        alm_plan_default_params(&mut pp, std::mem::size_of::<alm_plan_params>());
+        pp.ctx_tokens = 64;
+        let mut plan = alm_memory_plan {
+            size: std::mem::size_of::<alm_memory_plan>() as u32,
+            ..Default::default()
+        };
+        assert_eq!(
+            alm_plan(m, &pp, &mut plan, err.as_mut_ptr(), 256),
+            alm_status::ALM_OK,
+            "{}",
+            msg(&err)
+        );
+        let total = plan.total_bytes as usize;
+
+        // One byte short: refused with the needed size in the message.
+        let mut small = arena(total);
+        let mut e = null_mut();
+        let s = alm_engine_create(
+            m,
+            small.as_mut_ptr().cast(),
+            total - 1,
+            &p,
+            &mut e,
+            err.as_mut_ptr(),
+            256,
+        );
+        assert_eq!(s, alm_status::ALM_ERR_BUDGET);
+        assert!(
+            msg(&err).contains(&format!("needed {total} bytes")),
+            "{}",
+            msg(&err)
+        );
+
+        let mut buf = arena(total);
+        let s = alm_engine_create(
+            m,
+            buf.as_mut_ptr().cast(),
+            total,
+            &p,
+            &mut e,
+            err.as_mut_ptr(),
+            256,
+        );
+        assert_eq!(s, alm_status::ALM_OK, "{}", msg(&err));
+        let mut st = alm_engine_state {
+            size: std::mem::size_of::<alm_engine_state>() as u32,
+            ..Default::default()
+        };
+        assert_eq!(alm_engine_get_state(e, &mut st), alm_status::ALM_OK);
+        assert_eq!(st.arena_used as usize, total);
+        assert_eq!(st.ctx_capacity, 64);
+
+        // The model cannot close while the engine lives.
+        assert_eq!(alm_model_close(m), alm_status::ALM_ERR_IN_USE);
+
+        // Bad token ids and bad enum values are refused.
+        let toks = [1u32, 49152];
+        let mut logits = null();
+        let mut rows = 0usize;
+        let s = alm_engine_eval(
+            e,
+            toks.as_ptr(),
+            2,
+            0,
+            &mut logits,
+            &mut rows,
+            err.as_mut_ptr(),
+            256,
+        );
+        assert_eq!(s, alm_status::ALM_ERR_TOKENIZER);
+        let s = alm_engine_eval(
+            e,
+            toks.as_ptr(),
+            1,
+            7,
+            &mut logits,
+            &mut rows,
+            err.as_mut_ptr(),
+            256,
+        );
+        assert_eq!(s, alm_status::ALM_ERR_INVALID_ARGUMENT);
+        let s = alm_engine_eval(
+            e,
+            toks.as_ptr(),
+            1,
+            alm_outputs::ALM_OUTPUTS_LAST as u32,
+            &mut logits,
+            &mut rows,
+            err.as_mut_ptr(),
+            256,
+        );
+        assert_eq!(s, alm_status::ALM_OK, "{}", msg(&err));
+        assert_eq!(rows, 1);
+        let mut tok = 0u32;
+        let greedy = alm_sampler_params {
+            size: std::mem::size_of::<alm_sampler_params>() as u32,
+            temperature: 0.0,
+            top_k: 40,
+            top_p: 0.95,
+            min_p: 0.05,
+            repeat_penalty: 1.0,
+            repeat_last_n: 64,
+            seed: 1,
+        };
+        assert_eq!(
+            alm_engine_set_sampler(e, &greedy, err.as_mut_ptr(), 256),
+            alm_status::ALM_OK
+        );
+        assert_eq!(
+            alm_engine_sample(e, &mut tok, err.as_mut_ptr(), 256),
+            alm_status::ALM_OK
+        );
+        let row = std::slice::from_raw_parts(logits, 49152);
+        let best = (0..49152)
+            .max_by(|&a, &b| row[a].total_cmp(&row[b]))
+            .unwrap();
+        assert_eq!(tok as usize, best);
+
+        alm_engine_free(e);
+        assert_eq!(alm_model_close(m), alm_status::ALM_OK);
+    }
+}
+
+static TASKS_RUN: AtomicUsize = AtomicUsize::new(0);
+
+unsafe extern "C" fn my_parallel_for(
+    user: *mut c_void,
+    n: usize,
+    task: alm_task_fn,
+    ctx: *mut c_void,
+) {
+    assert_eq!(user as usize, 0xC0FFEE);
+    std::thread::scope(|s| {
+        for i in 0..n {
+            let ctx = ctx as usize;
+            s.spawn(move || {
+                // SAFETY: the library's task with its context, as documented.
+                unsafe { task(ctx as *mut c_void, i) };
+                TASKS_RUN.fetch_add(1, Ordering::Relaxed);
+            });
+        }
+    });
+}
+
+#[test]
+fn a_callers_parallel_for_gives_the_same_logits() {
+    let m = open_model();
+    // SAFETY: live handles, arenas we own, a valid callback.
+    unsafe {
+        let run = |parallel: bool| -> Vec<f32> {
+            let mut p = std::mem::zeroed::<alm_engine_params>();
+            alm_engine_default_params(&mut p, std::mem::size_of::<alm_engine_params>());
+            p.ctx_tokens = 32;
+            p.threads = 3;
+            if parallel {
+                p.parallel_for = Some(my_parallel_for);
+                p.parallel_user_data = 0xC0FFEE as *mut c_void;
+            } else {
+                p.threads = 1;
+            }
+            let mut buf = arena(16 << 20);
+            let mut e = null_mut();
+            let mut err = [0 as c_char; 256];
+            assert_eq!(
+                alm_engine_create(
+                    m,
+                    buf.as_mut_ptr().cast(),
+                    16 << 20,
+                    &p,
+                    &mut e,
+                    err.as_mut_ptr(),
+                    256
+                ),
+                alm_status::ALM_OK,
+                "{}",
+                msg(&err)
+            );
+            let toks = [6403u32, 1980, 253, 655];
+            let mut logits = null();
+            let mut rows = 0;
+            assert_eq!(
+                alm_engine_eval(
+                    e,
+                    toks.as_ptr(),
+                    4,
+                    0,
+                    &mut logits,
+                    &mut rows,
+                    null_mut(),
+                    0
+                ),
+                alm_status::ALM_OK
+            );
+            let out = std::slice::from_raw_parts(logits, 49152).to_vec();
+            alm_engine_free(e);
+            out
+        };
+        let serial = run(false);
+        let before = TASKS_RUN.load(Ordering::Relaxed);
+        let par = run(true);
+        assert!(
+            TASKS_RUN.load(Ordering::Relaxed) > before,
+            "the callback was never used"
+        );
+        assert_eq!(serial, par, "logits differ with a caller's parallel-for");
+        assert_eq!(alm_model_close(m), alm_status::ALM_OK);
+    }
+}
