@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Runs every test of the project: the one command the README names.
+#
+#   1. fetches the models (no-op when present) and builds release artifacts;
+#   2. makes the Q8_0 twin with our own quantizer (and checks its hash);
+#   3. builds core for a bare-metal target (proves no_std, no alloc);
+#   4. builds the C/C++ examples natively and for aarch64;
+#   5. runs every Rust test (unit, property, end-to-end against the
+#      llama.cpp reference data, C programs);
+#   6. runs the kernel tests and the C example under qemu-aarch64, on a
+#      CPU without dotprod (cortex-a72) and one with it (max).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "models"
+scripts/fetch-model.sh
+if [ -x scripts/fetch-gemma.sh ]; then scripts/fetch-gemma.sh; fi
+
+step "release build"
+cargo build --release --workspace
+
+if [ -f scripts/make-q8.sh ]; then
+  step "Q8_0 twin"
+  scripts/make-q8.sh
+fi
+
+step "no_std build for thumbv7em-none-eabihf"
+cargo build -p arenalm-core --target thumbv7em-none-eabihf
+
+step "C and C++ examples (native)"
+make -C examples-c
+
+step "aarch64 cross build"
+cargo build --release -p arenalm --target aarch64-unknown-linux-gnu
+make -C examples-c TARGET=aarch64-unknown-linux-gnu CC=aarch64-linux-gnu-gcc CXX=aarch64-linux-gnu-g++
+
+step "Rust tests (release)"
+cargo test --release --workspace
+
+if [ -x scripts/test-aarch64.sh ]; then
+  step "aarch64 kernel tests under qemu"
+  scripts/test-aarch64.sh
+fi
+
+step "all tests passed"

@@ -1,0 +1,119 @@
+//! The C and C++ examples, built by `make -C examples-c` (scripts/test.sh
+//! does it, natively and for aarch64), run natively, under valgrind when it
+//! is installed, and under qemu-aarch64 for both CPU models.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use arenalm_tests::{arenalm_bin, have, model_q4_1, root, run, run_ok};
+
+fn example(target: &str, name: &str) -> PathBuf {
+    let p = root().join("examples-c/build").join(target).join(name);
+    assert!(
+        p.exists(),
+        "{} is missing: run `make -C examples-c` (scripts/test.sh does)",
+        p.display()
+    );
+    p
+}
+
+fn budget_plan_line(output: &str) -> String {
+    output
+        .lines()
+        .find(|l| l.starts_with("largest context"))
+        .unwrap_or_else(|| panic!("no context line in:\n{output}"))
+        .to_string()
+}
+
+#[test]
+fn plan_c_agrees_with_the_cli() {
+    let m = model_q4_1();
+    let out = run_ok(
+        Command::new(example("native", "plan"))
+            .arg(&m)
+            .arg("67108864"),
+    );
+    let cli = run_ok(Command::new(arenalm_bin()).args([
+        "plan",
+        m.to_str().unwrap(),
+        "--budget",
+        "67108864",
+        "--json",
+    ]));
+    let v: serde_json::Value = serde_json::from_str(&cli).unwrap();
+    assert_eq!(
+        budget_plan_line(&out),
+        format!(
+            "largest context for this budget: {} tokens",
+            v["max_context_tokens"]
+        )
+    );
+    assert!(
+        out.contains(&format!("total {:>14}", v["total_bytes"]))
+            || out.contains(&v["total_bytes"].to_string())
+    );
+}
+
+#[test]
+fn plan_c_reports_refusals_with_a_status() {
+    let m = model_q4_1();
+    // A budget too small for even one KV page.
+    let out = run(Command::new(example("native", "plan")).arg(&m).arg("1000"));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not enough memory in the arena"));
+    // Not a GGUF file.
+    let out = run(Command::new(example("native", "plan"))
+        .arg(root().join("Cargo.toml"))
+        .arg("1000"));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("malformed GGUF"));
+}
+
+#[test]
+fn cpp_program_compiles_against_the_header_and_runs() {
+    let out = run_ok(&mut Command::new(example("native", "version")));
+    assert!(out.contains(&format!("arenalm {}", env!("CARGO_PKG_VERSION"))));
+}
+
+#[test]
+fn plan_c_is_clean_under_valgrind() {
+    if !have("valgrind") {
+        panic!("valgrind is not installed (.ci/run installs it)");
+    }
+    let m = model_q4_1();
+    let out = run(Command::new("valgrind")
+        .args([
+            "--error-exitcode=9",
+            "--leak-check=full",
+            "--errors-for-leak-kinds=definite",
+            "-q",
+        ])
+        .arg(example("native", "plan"))
+        .arg(&m)
+        .arg("67108864"));
+    assert!(
+        out.status.success(),
+        "valgrind reported errors:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn plan_c_cross_compiled_for_aarch64_gives_the_same_plan() {
+    let m = model_q4_1();
+    let native = run_ok(
+        Command::new(example("native", "plan"))
+            .arg(&m)
+            .arg("67108864"),
+    );
+    for cpu in ["cortex-a72", "max"] {
+        let out = run_ok(
+            Command::new("qemu-aarch64")
+                .args(["-L", "/usr/aarch64-linux-gnu", "-cpu", cpu])
+                .arg(example("aarch64-unknown-linux-gnu", "plan"))
+                .arg(&m)
+                .arg("67108864"),
+        );
+        assert_eq!(out, native, "aarch64 ({cpu}) plan differs");
+    }
+}
