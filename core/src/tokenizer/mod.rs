@@ -41,7 +41,7 @@ mod tables;
 mod unicode;
 mod unicode_table;
 
-// chat re-exports added with chat.rs
+pub use chat::{format_chat, ChatFamily, ChatMessage, ChatTemplate, Role};
 pub use detok::Detokenizer;
 pub use tables::ModelKind;
 
