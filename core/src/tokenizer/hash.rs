@@ -66,8 +66,9 @@ pub(crate) struct Geometry {
 impl Geometry {
     /// A table of `slots` slots (a power of two) for ids below `max_ids`.
     pub(crate) fn new(slots: usize, max_ids: u32) -> Geometry {
+        // At least one id bit, so tags never take the whole word.
         Geometry {
-            id_bits: 32 - max_ids.leading_zeros(),
+            id_bits: 32 - max_ids.max(1).leading_zeros(),
             mask: slots.saturating_sub(1),
         }
     }
@@ -149,6 +150,17 @@ impl Geometry {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn geometry_for_no_keys_and_for_huge_ids_does_not_overflow() {
+        for max_ids in [0, 1, 2, u32::MAX / 2, u32::MAX] {
+            let g = Geometry::new(16, max_ids);
+            let mut slots = [0u32; 16];
+            assert_eq!(g.find(&slots, 12345, |_| true), None);
+            assert_eq!(g.insert(&mut slots, 12345, 0, |_| false), Some(0));
+            assert_eq!(g.find(&slots, 12345, |id| id == 0), Some(0));
+        }
+    }
 
     #[test]
     fn insert_find_and_duplicates() {
