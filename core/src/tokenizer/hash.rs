@@ -5,22 +5,57 @@
 //! at the key. The capacity is a power of two at least 1.5 times the number
 //! of keys (load factor at most 2/3), probed linearly; keys are never removed.
 
-/// A 64-bit FNV-1a hasher with a final avalanche, fed byte by byte.
+/// A byte-stream hasher: bytes are packed into little-endian 64-bit words,
+/// each folded in with a multiply (FxHash's step), then the tail and the
+/// length, then an avalanche. Feeding bytes one by one or as slices gives
+/// the same hash.
 #[derive(Clone, Copy)]
-pub(crate) struct Hasher(u64);
+pub(crate) struct Hasher {
+    state: u64,
+    word: u64,
+    n_in_word: u32,
+    len: u64,
+}
+
+const SEED: u64 = 0x51_7c_c1_b7_27_22_0a_95;
 
 impl Hasher {
     pub(crate) fn new() -> Self {
-        Hasher(0xcbf2_9ce4_8422_2325)
+        Hasher {
+            state: 0,
+            word: 0,
+            n_in_word: 0,
+            len: 0,
+        }
+    }
+
+    #[inline]
+    fn fold(&mut self, word: u64) {
+        self.state = (self.state.rotate_left(5) ^ word).wrapping_mul(SEED);
     }
 
     #[inline]
     pub(crate) fn byte(&mut self, b: u8) {
-        self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3);
+        self.word |= u64::from(b) << (8 * self.n_in_word);
+        self.n_in_word += 1;
+        self.len = self.len.wrapping_add(1);
+        if self.n_in_word == 8 {
+            let w = self.word;
+            self.fold(w);
+            self.word = 0;
+            self.n_in_word = 0;
+        }
     }
 
     #[inline]
-    pub(crate) fn bytes(&mut self, s: &[u8]) {
+    pub(crate) fn bytes(&mut self, mut s: &[u8]) {
+        if self.n_in_word == 0 {
+            while let Some((chunk, rest)) = s.split_first_chunk::<8>() {
+                self.fold(u64::from_le_bytes(*chunk));
+                self.len = self.len.wrapping_add(8);
+                s = rest;
+            }
+        }
         for &b in s {
             self.byte(b);
         }
@@ -28,7 +63,12 @@ impl Hasher {
 
     #[inline]
     pub(crate) fn finish(self) -> u64 {
-        mix(self.0)
+        let mut h = self;
+        if h.n_in_word > 0 {
+            let w = h.word;
+            h.fold(w);
+        }
+        mix(h.state ^ h.len.rotate_left(32))
     }
 }
 
@@ -160,6 +200,18 @@ mod tests {
             assert_eq!(g.insert(&mut slots, 12345, 0, |_| false), Some(0));
             assert_eq!(g.find(&slots, 12345, |id| id == 0), Some(0));
         }
+    }
+
+    #[test]
+    fn streaming_and_slice_hashes_agree() {
+        let data: std::vec::Vec<u8> = (0..40u8).map(|i| i.wrapping_mul(37)).collect();
+        for n in 0..data.len() {
+            let mut a = Hasher::new();
+            data[..n].iter().for_each(|&b| a.byte(b));
+            assert_eq!(a.finish(), hash_bytes(&data[..n]), "{n}");
+        }
+        assert_ne!(hash_bytes(b"a"), hash_bytes(b"a\0"));
+        assert_ne!(hash_bytes(b""), hash_bytes(b"\0"));
     }
 
     #[test]
