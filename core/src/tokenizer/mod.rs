@@ -145,12 +145,24 @@ impl Sink<'_> {
 
 /// A tokenizer whose tables live in an arena and whose strings live in the
 /// GGUF bytes. See the module doc.
-#[derive(Debug)]
 pub struct Tokenizer<'a> {
     t: Tables<'a>,
     scratch: &'a mut [u32],
     scratch_text: &'a mut [u8],
     max_piece: usize,
+}
+
+impl core::fmt::Debug for Tokenizer<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Tokenizer")
+            .field("kind", &self.t.kind)
+            .field("pre_tokenizer", &self.pre_tokenizer())
+            .field("vocab_size", &self.t.n_vocab)
+            .field("bos", &self.t.ids.bos)
+            .field("eos", &self.t.ids.eos)
+            .field("max_piece_bytes", &self.max_piece)
+            .finish_non_exhaustive()
+    }
 }
 
 fn bad_id(id: u32, vocab: u32) -> Error {
@@ -299,7 +311,8 @@ impl<'a> Tokenizer<'a> {
         Ok(self.t.scores.get(id))
     }
 
-    /// The token whose stored text is exactly `text`.
+    /// The token whose stored text is exactly `text` (GPT-2 spelling for
+    /// BPE). A linear scan, O(vocabulary): for tools and tests, not loops.
     pub fn token_id(&self, text: &str) -> Option<u32> {
         (0..self.t.n_vocab).find(|&id| self.t.text(id) == text.as_bytes())
     }
