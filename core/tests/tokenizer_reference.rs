@@ -194,3 +194,29 @@ fn forced_pre_tokenizers_match_llama_cpp() {
         eprintln!("pre-tokenizer {name}: {} records match", recs.len());
     }
 }
+
+/// A whole realistic document (the Apache-2.0 licence, 11 KB): llama.cpp's
+/// ids (core/tests/data/apache-2.0-*.json, made with the oracle) match.
+#[test]
+fn apache_license_matches_llama_cpp() {
+    let text = std::fs::read_to_string(reference_dir().join("Apache-2.0.txt")).expect("text");
+    for (model, file) in [
+        (SMOLLM2, "core/tests/data/apache-2.0-smollm2.json"),
+        (GEMMA3, "core/tests/data/apache-2.0-gemma3.json"),
+    ] {
+        let v: Value =
+            serde_json::from_str(&std::fs::read_to_string(repo_root().join(file)).unwrap())
+                .unwrap();
+        let want = ids(&v["ids"]);
+        assert!(want.len() > 2000);
+        let mut tok = shared(model).lock().unwrap();
+        for special in [false, true] {
+            assert_eq!(
+                encode(&mut tok, &text, special),
+                want,
+                "{model} special={special}"
+            );
+        }
+        assert_eq!(decode(&tok, &want, false), text.as_bytes());
+    }
+}
