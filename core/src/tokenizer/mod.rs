@@ -19,12 +19,22 @@
 //! [`Tokenizer::bos`] when [`Tokenizer::add_bos`] says so (and append EOS
 //! when [`Tokenizer::add_eos`] does).
 //!
-//! Known differences from llama.cpp, all outside supported, well-formed
-//! vocabularies: per-token LSTRIP/RSTRIP attributes (phi-3, jina) are not
-//! applied; empty token strings are skipped instead of renamed
-//! `[EMPTY_n]`; metadata special-token ids outside the vocabulary are an
-//! error instead of being ignored; BPE merges whose parts are not tokens are
-//! ignored; [`Tokenizer::decode`] does not apply `clean_spaces`.
+//! Known differences from llama.cpp (none affects the supported, well-formed
+//! vocabularies; all are tested or argued in the module they concern):
+//! * per-token LSTRIP/RSTRIP attributes (set by model name for phi-3 and
+//!   jina) are not applied;
+//! * two *different* special tokens of equal length that overlap in the
+//!   input are ranked by id (llama.cpp's `std::sort` leaves it unspecified),
+//!   and the EOT/FIM tokens detected by name take the first match in
+//!   llama.cpp's list order (llama.cpp: hash-map order);
+//! * special tokens whose text is not UTF-8 never match;
+//! * empty token strings are skipped (llama.cpp renames them `[EMPTY_n]`);
+//! * special-token ids in metadata outside the vocabulary are an error
+//!   (llama.cpp warns and keeps its default);
+//! * BPE merges whose parts are not tokens are ignored, and a merge whose
+//!   result is not a token ends merging for that symbol;
+//! * SentencePiece scores that are NaN are ordered by `f32::total_cmp`;
+//! * [`Tokenizer::decode`] does not apply `clean_spaces`, so it is lossless.
 
 mod bpe;
 mod bytes_map;
