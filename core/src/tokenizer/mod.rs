@@ -10,10 +10,10 @@
 //! with [`TokenizerError::PieceTooLong`], never truncated.
 //!
 //! Encoding, as llama.cpp's `llama_tokenize(add_special = false)`:
-//! 1. split the text around special tokens ([`special`]),
-//! 2. BPE: pre-tokenize each text fragment into words ([`pretok`]) and merge
-//!    each word's bytes by rank ([`bpe`]); SentencePiece: merge each
-//!    fragment's characters by score ([`spm`]).
+//! 1. split the text around special tokens (`special.rs`),
+//! 2. BPE: pre-tokenize each text fragment into words (`pretok.rs`) and merge
+//!    each word's bytes by rank (`bpe.rs`); SentencePiece: merge each
+//!    fragment's characters by score (`spm.rs`).
 //!
 //! BOS/EOS are never added by [`Tokenizer::encode`]: callers prepend
 //! [`Tokenizer::bos`] when [`Tokenizer::add_bos`] says so (and append EOS
