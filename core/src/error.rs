@@ -279,6 +279,34 @@ pub enum TokenizerError {
         /// Elements needed.
         needed: usize,
     },
+    /// A required `tokenizer.*` metadata key is missing.
+    MissingKey {
+        /// The key.
+        key: Name,
+    },
+    /// A `tokenizer.*` metadata value has the wrong type or an impossible value.
+    BadMetadata {
+        /// The key.
+        key: Name,
+        /// What is wrong with it.
+        why: &'static str,
+    },
+    /// A pre-token (BPE word, SentencePiece chunk) is longer than the encode
+    /// scratch allows; raise `TokenizerOptions::max_piece_bytes`.
+    PieceTooLong {
+        /// Bytes of the pre-token (at least).
+        bytes: usize,
+        /// The configured maximum.
+        max: usize,
+    },
+    /// SentencePiece byte fallback needs a `<0xXX>` token the vocabulary lacks.
+    MissingByteToken {
+        /// The byte.
+        byte: u8,
+    },
+    /// Special tokens in the vocabulary overlap each other so deeply that
+    /// splitting this text would exceed the work cap (crafted vocabularies).
+    SpecialTokenOverlap,
 }
 
 impl From<SlabError> for Error {
@@ -392,6 +420,21 @@ impl fmt::Display for TokenizerError {
             }
             TokenizerError::BufferTooSmall { needed } => {
                 write!(f, "output buffer too small: {needed} needed")
+            }
+            TokenizerError::MissingKey { key } => write!(f, "missing tokenizer metadata {key}"),
+            TokenizerError::BadMetadata { key, why } => {
+                write!(f, "tokenizer metadata {key}: {why}")
+            }
+            TokenizerError::PieceTooLong { bytes, max } => write!(
+                f,
+                "a pre-token of {bytes} bytes exceeds the tokenizer scratch of {max} bytes \
+                 (raise max_piece_bytes)"
+            ),
+            TokenizerError::MissingByteToken { byte } => {
+                write!(f, "vocabulary has no byte token <0x{byte:02X}>")
+            }
+            TokenizerError::SpecialTokenOverlap => {
+                f.write_str("special tokens overlap too deeply to split this text")
             }
         }
     }

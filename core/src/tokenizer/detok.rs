@@ -1,0 +1,168 @@
+//! Streaming detokenization: ids in, complete UTF-8 out.
+//!
+//! A multi-byte character split across tokens (byte-fallback tokens, or BPE
+//! tokens cutting a character) is held back until it is whole. Bytes that
+//! can never become a valid character are replaced by U+FFFD right away,
+//! one replacement per maximal invalid subpart, as
+//! `String::from_utf8_lossy` does, so nothing is held forever. The state is
+//! a few bytes and `Copy`.
+
+use super::{piece, Tokenizer};
+use crate::error::{Error, Result, TokenizerError};
+
+const REPLACEMENT: [u8; 3] = [0xEF, 0xBF, 0xBD];
+
+/// Incremental detokenizer state. See the module doc.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Detokenizer {
+    pending: [u8; 4],
+    pending_len: u8,
+    need: u8,
+    at_start: bool,
+    special: bool,
+}
+
+/// Where decoded bytes go: a buffer, or just a count.
+struct Out<'o> {
+    buf: Option<&'o mut [u8]>,
+    n: usize,
+}
+
+impl Out<'_> {
+    #[inline]
+    fn put(&mut self, b: u8) {
+        if let Some(buf) = self.buf.as_deref_mut() {
+            if let Some(slot) = buf.get_mut(self.n) {
+                *slot = b;
+            }
+        }
+        self.n = self.n.saturating_add(1);
+    }
+}
+
+impl Detokenizer {
+    /// A detokenizer at the start of a sequence: if the model adds a space
+    /// prefix (SentencePiece), one leading space of the first token's piece
+    /// is dropped, as llama.cpp's `detokenize` does. `special` renders
+    /// control tokens as their text.
+    pub fn new(special: bool) -> Detokenizer {
+        Detokenizer {
+            pending: [0; 4],
+            pending_len: 0,
+            need: 0,
+            at_start: true,
+            special,
+        }
+    }
+
+    /// A detokenizer continuing a sequence (no leading-space stripping), for
+    /// text generated after a prompt.
+    pub fn continuing(special: bool) -> Detokenizer {
+        Detokenizer {
+            at_start: false,
+            ..Detokenizer::new(special)
+        }
+    }
+
+    /// Bytes held back waiting for the rest of a character.
+    pub fn pending(&self) -> &[u8] {
+        self.pending
+            .get(..usize::from(self.pending_len))
+            .unwrap_or(&[])
+    }
+
+    /// Adds token `id` and writes the text that is now complete into `out`,
+    /// returning its length. If `out` is too short, returns
+    /// [`TokenizerError::BufferTooSmall`] with the length needed and leaves
+    /// the state unchanged (retry with a larger buffer).
+    pub fn push(&mut self, tok: &Tokenizer<'_>, id: u32, out: &mut [u8]) -> Result<usize> {
+        let t = &tok.t;
+        if id >= t.n_vocab {
+            return Err(Error::Tokenizer(TokenizerError::BadTokenId {
+                id,
+                vocab: t.n_vocab,
+            }));
+        }
+        let lstrip = self.at_start && t.add_space_prefix;
+        let mut dry = *self;
+        let mut count = Out { buf: None, n: 0 };
+        piece::for_each_byte(t, id, self.special, lstrip, |b| dry.feed(b, &mut count));
+        if count.n > out.len() {
+            return Err(Error::Tokenizer(TokenizerError::BufferTooSmall {
+                needed: count.n,
+            }));
+        }
+        let mut sink = Out {
+            buf: Some(out),
+            n: 0,
+        };
+        piece::for_each_byte(t, id, self.special, lstrip, |b| self.feed(b, &mut sink));
+        self.at_start = false;
+        Ok(sink.n)
+    }
+
+    /// Ends the sequence: writes U+FFFD for an incomplete character still
+    /// held back (0 or 3 bytes) and resets to the start of a sequence.
+    pub fn finish(&mut self, out: &mut [u8]) -> Result<usize> {
+        let needed = if self.pending_len > 0 { 3 } else { 0 };
+        let dst = out
+            .get_mut(..needed)
+            .ok_or(Error::Tokenizer(TokenizerError::BufferTooSmall { needed }))?;
+        dst.copy_from_slice(&REPLACEMENT[..needed]);
+        *self = Detokenizer::new(self.special);
+        Ok(needed)
+    }
+
+    /// Whether byte `b` may follow the pending bytes.
+    fn continues(&self, b: u8) -> bool {
+        if b & 0xC0 != 0x80 {
+            return false;
+        }
+        if self.pending_len != 1 {
+            return true;
+        }
+        match self.pending[0] {
+            0xE0 => b >= 0xA0,
+            0xED => b <= 0x9F,
+            0xF0 => b >= 0x90,
+            0xF4 => b <= 0x8F,
+            _ => true,
+        }
+    }
+
+    fn feed(&mut self, b: u8, out: &mut Out<'_>) {
+        if self.pending_len > 0 {
+            if self.continues(b) {
+                if let Some(slot) = self.pending.get_mut(usize::from(self.pending_len)) {
+                    *slot = b;
+                }
+                self.pending_len += 1;
+                if self.pending_len == self.need {
+                    for &p in self.pending.iter().take(usize::from(self.need)) {
+                        out.put(p);
+                    }
+                    self.pending_len = 0;
+                }
+                return;
+            }
+            REPLACEMENT.iter().for_each(|&r| out.put(r));
+            self.pending_len = 0;
+        }
+        let need = match b {
+            0x00..=0x7F => {
+                out.put(b);
+                return;
+            }
+            0xC2..=0xDF => 2,
+            0xE0..=0xEF => 3,
+            0xF0..=0xF4 => 4,
+            _ => {
+                REPLACEMENT.iter().for_each(|&r| out.put(r));
+                return;
+            }
+        };
+        self.pending[0] = b;
+        self.pending_len = 1;
+        self.need = need;
+    }
+}
