@@ -140,6 +140,38 @@ typedef enum alm_outputs {
 } alm_outputs;
 
 /**
+ * Flags of `alm_tokenize`.
+ */
+typedef enum alm_tokenize_flags {
+  /**
+   * Prepend BOS if the model adds one (llama.cpp's `add_special`).
+   */
+  ALM_TOKENIZE_ADD_BOS = 1,
+  /**
+   * Turn control-token texts (`<|im_start|>`, `<bos>`) into their ids.
+   */
+  ALM_TOKENIZE_PARSE_SPECIAL = 2,
+} alm_tokenize_flags;
+
+/**
+ * Message roles for `alm_chat_message.role`.
+ */
+typedef enum alm_role {
+  /**
+   * Instructions.
+   */
+  ALM_ROLE_SYSTEM = 0,
+  /**
+   * The person.
+   */
+  ALM_ROLE_USER = 1,
+  /**
+   * The model.
+   */
+  ALM_ROLE_ASSISTANT = 2,
+} alm_role;
+
+/**
  * A running engine (opaque).
  */
 typedef struct alm_engine alm_engine;
@@ -148,6 +180,11 @@ typedef struct alm_engine alm_engine;
  * An opened, validated model (opaque).
  */
 typedef struct alm_model alm_model;
+
+/**
+ * A tokenizer (opaque): an engine's, or a standalone one in its own arena.
+ */
+typedef struct alm_tokenizer alm_tokenizer;
 
 /**
  * A model's hyperparameters and file facts.
@@ -455,6 +492,36 @@ typedef struct alm_sampler_params {
 } alm_sampler_params;
 
 /**
+ * Streaming detokenizer state, kept by the caller (plain bytes; initialize
+ * with `alm_detok_init`, copy freely). Bytes not written by the library
+ * are refused with `ALM_ERR_INVALID_ARGUMENT`.
+ */
+typedef struct alm_detok {
+  /**
+   * Opaque state.
+   */
+  uint8_t opaque[16];
+} alm_detok;
+
+/**
+ * One chat message.
+ */
+typedef struct alm_chat_message {
+  /**
+   * One of `alm_role`.
+   */
+  uint32_t role;
+  /**
+   * UTF-8 text (not necessarily NUL-terminated).
+   */
+  const char *content;
+  /**
+   * Bytes of `content`.
+   */
+  size_t content_len;
+} alm_chat_message;
+
+/**
  * A caller-provided parallel-for: call `task(task_ctx, i)` for every `i` in
  * `0..n_tasks`, on any threads, and return only when all calls returned.
  */
@@ -701,6 +768,137 @@ enum alm_status alm_engine_sample(struct alm_engine *engine, uint32_t *token, ch
  * `engine` a live handle.
  */
 enum alm_status alm_engine_accept(struct alm_engine *engine, uint32_t token);
+
+/**
+ * A handle to `engine`'s tokenizer, valid while the engine lives; free it
+ * with `alm_tokenizer_free`. Use it from the engine's thread only.
+ *
+ * # Safety
+ *
+ * `engine` a live handle; `out` writable; `err` NULL or `err_len` bytes.
+ */
+enum alm_status alm_engine_get_tokenizer(struct alm_engine *engine, struct alm_tokenizer **out, char *err, size_t err_len);
+
+/**
+ * Arena bytes `alm_tokenizer_create` needs for the GGUF in `bytes`, into
+ * `*out_bytes`.
+ *
+ * # Safety
+ *
+ * `bytes` `len` readable bytes; `out_bytes` writable; `err` NULL or `err_len` bytes.
+ */
+enum alm_status alm_tokenizer_arena_bytes(const uint8_t *bytes, size_t len, size_t *out_bytes, char *err, size_t err_len);
+
+/**
+ * A standalone tokenizer over the GGUF in `bytes` (which, like `arena`,
+ * must outlive it), its tables carved from `arena` (`arena_len` bytes; see
+ * `alm_tokenizer_arena_bytes`). Works for any supported tokenizer, whether
+ * or not arenalm can run the model.
+ *
+ * # Safety
+ *
+ * `bytes` `len` readable bytes and `arena` `arena_len` writable bytes, both
+ * valid until `alm_tokenizer_free`; `out` writable; `err` NULL or `err_len` bytes.
+ */
+enum alm_status alm_tokenizer_create(const uint8_t *bytes, size_t len, void *arena, size_t arena_len, struct alm_tokenizer **out, char *err, size_t err_len);
+
+/**
+ * Frees a tokenizer handle (NULL accepted). An engine's tokenizer stays
+ * with its engine.
+ *
+ * # Safety
+ *
+ * `tokenizer` NULL or a live handle, not used afterwards.
+ */
+void alm_tokenizer_free(struct alm_tokenizer *tokenizer);
+
+/**
+ * Encodes `text_len` bytes of UTF-8 `text` into `ids` (`cap` entries);
+ * `*n_ids` receives the count. If `cap` is too small the result is
+ * `ALM_ERR_BUFFER_TOO_SMALL` and `*n_ids` is the exact count needed.
+ * `flags` is a bitwise OR of `alm_tokenize_flags`.
+ *
+ * # Safety
+ *
+ * `tokenizer` a live handle; `text` `text_len` readable bytes; `ids` `cap`
+ * writable entries (may be NULL when `cap` is 0); `n_ids` writable; `err`
+ * NULL or `err_len` bytes.
+ */
+enum alm_status alm_tokenize(struct alm_tokenizer *tokenizer, const char *text, size_t text_len, uint32_t flags, uint32_t *ids, size_t cap, size_t *n_ids, char *err, size_t err_len);
+
+/**
+ * Writes the text of token `id` into `out` (`cap` bytes, not
+ * NUL-terminated); `*n_bytes` receives its length, or the length needed
+ * with `ALM_ERR_BUFFER_TOO_SMALL`. With `special` non-zero, control tokens
+ * render as their text.
+ *
+ * # Safety
+ *
+ * `tokenizer` a live handle; `out` `cap` writable bytes (NULL if 0);
+ * `n_bytes` writable; `err` NULL or `err_len` bytes.
+ */
+enum alm_status alm_token_to_piece(struct alm_tokenizer *tokenizer, uint32_t id, int32_t special, char *out, size_t cap, size_t *n_bytes, char *err, size_t err_len);
+
+/**
+ * Whether `id` ends generation (EOS, end-of-turn ...), into `*is_eog` (0/1).
+ *
+ * # Safety
+ *
+ * `tokenizer` a live handle; `is_eog` writable.
+ */
+enum alm_status alm_token_is_eog(struct alm_tokenizer *tokenizer, uint32_t id, int32_t *is_eog);
+
+/**
+ * Starts a detokenizer. `special`: render control tokens as text.
+ * `continuing`: the ids follow text already shown (no leading-space strip).
+ *
+ * # Safety
+ *
+ * `state` writable.
+ */
+enum alm_status alm_detok_init(struct alm_detok *state, int32_t special, int32_t continuing);
+
+/**
+ * Feeds token `id`: writes the complete UTF-8 it finishes into `out`
+ * (`cap` bytes) and its length into `*n_bytes`. A character split across
+ * tokens is held back until whole. If `cap` is too small:
+ * `ALM_ERR_BUFFER_TOO_SMALL`, `*n_bytes` = bytes needed, state unchanged.
+ *
+ * # Safety
+ *
+ * `tokenizer` a live handle; `state` initialized by `alm_detok_init`;
+ * `out` `cap` writable bytes (NULL if 0); `n_bytes` writable.
+ */
+enum alm_status alm_detok_push(struct alm_tokenizer *tokenizer, struct alm_detok *state, uint32_t id, char *out, size_t cap, size_t *n_bytes);
+
+/**
+ * Flushes what the detokenizer holds (an incomplete character becomes
+ * U+FFFD) into `out`, like `alm_detok_push`.
+ *
+ * # Safety
+ *
+ * As for `alm_detok_push`, without a tokenizer.
+ */
+enum alm_status alm_detok_finish(struct alm_detok *state, char *out, size_t cap, size_t *n_bytes);
+
+/**
+ * Formats `n_messages` messages with the model's chat template (recognized
+ * among ChatML, Llama 2/3, Gemma, Zephyr, Phi-3, Mistral) or with the
+ * family named by `family` (NUL-terminated, e.g. "chatml"; NULL = the
+ * model's). Appends the assistant's opener if `add_generation_prompt`.
+ * Writes UTF-8 (not NUL-terminated) into `out` (`cap` bytes) and its length
+ * into `*n_bytes`, or the length needed with `ALM_ERR_BUFFER_TOO_SMALL`.
+ * The text is meant to be tokenized with `ALM_TOKENIZE_PARSE_SPECIAL` (and
+ * `ALM_TOKENIZE_ADD_BOS` at the start of a conversation).
+ *
+ * # Safety
+ *
+ * `tokenizer` a live handle; `messages` `n_messages` valid entries whose
+ * `content` has `content_len` readable bytes; `family` NULL or
+ * NUL-terminated; `out` `cap` writable bytes; `n_bytes` writable; `err` NULL
+ * or `err_len` bytes.
+ */
+enum alm_status alm_chat_format(struct alm_tokenizer *tokenizer, const struct alm_chat_message *messages, size_t n_messages, int32_t add_generation_prompt, const char *family, char *out, size_t cap, size_t *n_bytes, char *err, size_t err_len);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -41,13 +41,17 @@ pub fn parse_kv(text: &str) -> Result<KvType, String> {
     KvType::from_name(text).ok_or_else(|| format!("{text:?} is not one of f16, q8_0, f32"))
 }
 
+/// A `--kernel` value: `auto` (None) or a path.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KernelArg(pub Option<KernelPath>);
+
 /// Parses `auto` or a kernel path name.
-pub fn parse_kernel(text: &str) -> Result<Option<KernelPath>, String> {
+pub fn parse_kernel(text: &str) -> Result<KernelArg, String> {
     if text == "auto" {
-        return Ok(None);
+        return Ok(KernelArg(None));
     }
     KernelPath::from_name(text)
-        .map(Some)
+        .map(|k| KernelArg(Some(k)))
         .ok_or_else(|| format!("{text:?} is not one of auto, scalar, avx2, neon, neon-dotprod"))
 }
 

@@ -2,9 +2,13 @@
 //! inspect, built on the same engine and host layer a C program uses.
 
 mod bench;
+mod chat;
 mod common;
 mod inspect;
+mod perplexity;
 mod plan;
+mod run;
+mod tokenize;
 
 use clap::{Parser, Subcommand};
 
@@ -21,8 +25,153 @@ struct Cli {
     command: Command,
 }
 
+/// Where the engine runs: model, arena, threads, kernels.
+#[derive(clap::Args, Clone, Debug)]
+struct EngineOpts {
+    /// The GGUF model.
+    #[arg(short = 'm', long)]
+    model: String,
+    /// Arena budget (bytes or 64MiB, 1.5GB, ...); the context is the largest
+    /// that fits unless --ctx is also given.
+    #[arg(long, value_parser = parse_size)]
+    budget: Option<usize>,
+    /// Context in tokens (default 2048 without --budget).
+    #[arg(long)]
+    ctx: Option<u32>,
+    /// Threads.
+    #[arg(short = 't', long, default_value_t = default_threads())]
+    threads: u32,
+    /// Tokens per micro-batch.
+    #[arg(short = 'b', long, default_value_t = 64)]
+    batch: u32,
+    /// KV cache element type.
+    #[arg(long, default_value = "f16", value_parser = parse_kv)]
+    kv: arenalm_core::kv::KvType,
+    /// Kernel path: auto, scalar, avx2, neon, neon-dotprod (also ALM_KERNEL).
+    #[arg(long, default_value = "auto", value_parser = parse_kernel)]
+    kernel: common::KernelArg,
+}
+
+impl EngineOpts {
+    fn args(&self) -> run::EngineArgs {
+        run::EngineArgs {
+            model: self.model.clone(),
+            budget: self.budget,
+            ctx: self.ctx,
+            threads: self.threads,
+            batch: self.batch,
+            kv: self.kv,
+            kernel: self.kernel.0,
+        }
+    }
+}
+
+/// Sampling options.
+#[derive(clap::Args, Clone, Debug)]
+struct SampleOpts {
+    /// Temperature (0 = greedy).
+    #[arg(long, default_value_t = 0.8)]
+    temp: f32,
+    /// Top-k (0 = off).
+    #[arg(long, default_value_t = 40)]
+    top_k: u32,
+    /// Top-p (1 = off).
+    #[arg(long, default_value_t = 0.95)]
+    top_p: f32,
+    /// Min-p (0 = off).
+    #[arg(long, default_value_t = 0.05)]
+    min_p: f32,
+    /// Repetition penalty (1 = off).
+    #[arg(long, default_value_t = 1.0)]
+    repeat_penalty: f32,
+    /// Random seed.
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+}
+
+impl SampleOpts {
+    fn args(&self) -> run::SampleArgs {
+        run::SampleArgs {
+            temp: self.temp,
+            top_k: self.top_k,
+            top_p: self.top_p,
+            min_p: self.min_p,
+            repeat_penalty: self.repeat_penalty,
+            seed: self.seed,
+        }
+    }
+}
+
+fn default_threads() -> u32 {
+    std::thread::available_parallelism()
+        .map(|n| n.get() as u32)
+        .unwrap_or(1)
+        .min(4)
+}
+
 #[derive(Subcommand)]
 enum Command {
+    /// Generate text from a prompt inside a fixed arena and report speed and memory.
+    Run {
+        #[command(flatten)]
+        engine: EngineOpts,
+        /// The prompt (special tokens such as <|im_start|> are parsed).
+        #[arg(short = 'p', long)]
+        prompt: String,
+        /// Tokens to generate at most.
+        #[arg(short = 'n', long, default_value_t = 128)]
+        n_predict: u32,
+        #[command(flatten)]
+        sample: SampleOpts,
+    },
+    /// Chat with the model; the conversation stays in the KV cache.
+    Chat {
+        #[command(flatten)]
+        engine: EngineOpts,
+        /// A system prompt.
+        #[arg(long)]
+        system: Option<String>,
+        /// Chat template family instead of the model's (chatml, llama3, llama2, gemma, zephyr, phi3, mistral-v7, ...).
+        #[arg(long)]
+        template: Option<String>,
+        /// Tokens per reply at most.
+        #[arg(short = 'n', long, default_value_t = 512)]
+        n_predict: u32,
+        #[command(flatten)]
+        sample: SampleOpts,
+    },
+    /// Perplexity of a text file, following llama.cpp's protocol (--ctx is the chunk size, default 512).
+    Perplexity {
+        #[command(flatten)]
+        engine: EngineOpts,
+        /// The text file.
+        #[arg(short = 'f', long)]
+        file: String,
+    },
+    /// Token ids of a text (works on any GGUF with a supported tokenizer).
+    Tokenize {
+        /// The GGUF model.
+        #[arg(short = 'm', long)]
+        model: String,
+        /// Text to tokenize.
+        #[arg(short = 'p', long, conflicts_with = "file")]
+        prompt: Option<String>,
+        /// File to tokenize.
+        #[arg(short = 'f', long)]
+        file: Option<String>,
+        /// Turn special-token texts (<|im_start|>, <bos>) into their ids.
+        #[arg(long)]
+        parse_special: bool,
+        /// Prepend BOS.
+        #[arg(long)]
+        bos: bool,
+        /// Print a JSON array.
+        #[arg(long)]
+        json: bool,
+        /// Print each id with its piece.
+        #[arg(long)]
+        pieces: bool,
+    },
     /// Show a GGUF file's metadata, hyperparameters and tensor table.
     Inspect {
         /// The GGUF file.
@@ -86,7 +235,7 @@ enum Command {
         kv: arenalm_core::kv::KvType,
         /// Kernel path.
         #[arg(long, default_value = "auto", value_parser = parse_kernel)]
-        kernel: Option<arenalm_core::kernels::KernelPath>,
+        kernel: common::KernelArg,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -94,8 +243,54 @@ enum Command {
 }
 
 fn main() {
+    // Like a C tool, end quietly when the reader of stdout goes away
+    // (`arenalm inspect ... | head`) instead of failing on every write.
+    // SAFETY: restoring the default disposition of SIGPIPE at startup,
+    // before any other thread exists.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Run {
+            engine,
+            prompt,
+            n_predict,
+            sample,
+        } => run::run(&engine.args(), &prompt, n_predict, &sample.args()),
+        Command::Chat {
+            engine,
+            system,
+            template,
+            n_predict,
+            sample,
+        } => chat::run(
+            &engine.args(),
+            system.as_deref(),
+            template.as_deref(),
+            n_predict,
+            &sample.args(),
+        ),
+        Command::Perplexity { engine, file } => {
+            // --ctx is the chunk size here (llama.cpp's -c), 512 by default.
+            let chunk = engine.ctx.unwrap_or(512);
+            perplexity::run(&engine.args(), &file, chunk)
+        }
+        Command::Tokenize {
+            model,
+            prompt,
+            file,
+            parse_special,
+            bos,
+            json,
+            pieces,
+        } => match (prompt, file) {
+            (Some(p), None) => tokenize::run(&model, &p, parse_special, bos, json, pieces),
+            (None, Some(f)) => std::fs::read_to_string(&f)
+                .map_err(|e| format!("cannot read {f}: {e}"))
+                .and_then(|t| tokenize::run(&model, &t, parse_special, bos, json, pieces)),
+            _ => Err("give the text with -p TEXT or -f FILE".into()),
+        },
         Command::Inspect { model, json, full } => inspect::run(&model, json, full),
         Command::Plan {
             model,
@@ -134,7 +329,7 @@ fn main() {
             reps,
             batch,
             kv,
-            kernel,
+            kernel: kernel.0,
             json,
         }),
     };

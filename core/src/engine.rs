@@ -51,7 +51,7 @@ struct Scratch<'a> {
 pub struct Engine<'a> {
     model: Model<'a>,
     layers: &'a [LayerIndex],
-    tokenizer: Tokenizer<'a>,
+    tokenizer: Option<Tokenizer<'a>>,
     kernels: Kernels,
     rope: Rope,
     kv: KvCache<'a>,
@@ -128,7 +128,15 @@ impl<'a> Engine<'a> {
                 *slot = l;
             }
         })?;
-        let tokenizer = Tokenizer::new(&model.gguf, &mut arena, &params.plan.tokenizer)?;
+        let tokenizer = if plan::has_tokenizer(&model)? {
+            Some(Tokenizer::new(
+                &model.gguf,
+                &mut arena,
+                &params.plan.tokenizer,
+            )?)
+        } else {
+            None
+        };
         let geometry = KvGeometry::new(
             hp.n_layers as usize,
             hp.n_kv_heads as usize,
@@ -188,14 +196,23 @@ impl<'a> Engine<'a> {
         &self.model
     }
 
-    /// The tokenizer.
-    pub fn tokenizer(&self) -> &Tokenizer<'a> {
-        &self.tokenizer
+    /// The tokenizer, if the model file has one.
+    pub fn tokenizer(&self) -> Option<&Tokenizer<'a>> {
+        self.tokenizer.as_ref()
     }
 
     /// The tokenizer, mutable (encoding uses its scratch).
-    pub fn tokenizer_mut(&mut self) -> &mut Tokenizer<'a> {
-        &mut self.tokenizer
+    pub fn tokenizer_mut(&mut self) -> Option<&mut Tokenizer<'a>> {
+        self.tokenizer.as_mut()
+    }
+
+    /// The tokenizer, or an error saying the model has none.
+    pub fn require_tokenizer(&mut self) -> Result<&mut Tokenizer<'a>> {
+        self.tokenizer
+            .as_mut()
+            .ok_or(Error::Model(crate::error::ModelError::Unsupported {
+                what: "the model file has no tokenizer (pass token ids)",
+            }))
     }
 
     /// The plan the arena was carved by.

@@ -12,7 +12,7 @@
 //! | item | size |
 //! |---|---|
 //! | model index | `n_layers x size_of(LayerIndex)` (one [`TensorLoc`](crate::model::TensorLoc) per weight) |
-//! | tokenizer tables | what the tokenizer reports for this vocabulary |
+//! | tokenizer tables | what the tokenizer reports for this vocabulary (0 if the file has none) |
 //! | KV page pool | `pages x round64(page bytes)` + `round64(4 x pages)` free-list links |
 //! | page table | `pages x 8` (one block handle per page) |
 //! | scratch | one buffer per [`ScratchPlan`] field, each rounded |
@@ -349,12 +349,26 @@ fn fixed_part(model: &Model<'_>, p: &PlanParams) -> Result<Fixed> {
         engine: Arena::bytes_for::<Engine<'static>>(1).ok_or(overflow("engine state"))?,
         index: Arena::bytes_for::<LayerIndex>(hp.n_layers as usize)
             .ok_or(overflow("model index"))?,
-        tokenizer: Tokenizer::arena_bytes(&model.gguf, &p.tokenizer)?,
+        tokenizer: tokenizer_bytes(model, &p.tokenizer)?,
         geometry,
         scratch,
         elems,
         max_pages,
     })
+}
+
+/// Whether the model carries a tokenizer (`tokenizer.ggml.model`). Without
+/// one the engine runs on token ids alone and plans no tokenizer bytes.
+pub fn has_tokenizer(model: &Model<'_>) -> Result<bool> {
+    Ok(model.gguf.get("tokenizer.ggml.model")?.is_some())
+}
+
+fn tokenizer_bytes(model: &Model<'_>, opts: &TokenizerOptions) -> Result<usize> {
+    if has_tokenizer(model)? {
+        Tokenizer::arena_bytes(&model.gguf, opts)
+    } else {
+        Ok(0)
+    }
 }
 
 /// Bytes of the page table for `pages` pages (one [`crate::mem::BlockId`] each).

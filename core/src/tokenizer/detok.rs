@@ -64,6 +64,42 @@ impl Detokenizer {
         }
     }
 
+    /// The state as 8 bytes, for callers that keep it in foreign memory
+    /// (the C API). [`Detokenizer::from_bytes`] reverses it.
+    pub fn to_bytes(&self) -> [u8; 8] {
+        let p = self.pending;
+        [
+            p[0],
+            p[1],
+            p[2],
+            p[3],
+            self.pending_len,
+            self.need,
+            u8::from(self.at_start),
+            u8::from(self.special),
+        ]
+    }
+
+    /// The state encoded by [`Detokenizer::to_bytes`]; `None` if the bytes
+    /// are not a state it could have produced.
+    pub fn from_bytes(b: [u8; 8]) -> Option<Detokenizer> {
+        let flag = |v: u8| match v {
+            0 => Some(false),
+            1 => Some(true),
+            _ => None,
+        };
+        if b[4] > 4 || b[5] > 4 {
+            return None;
+        }
+        Some(Detokenizer {
+            pending: [b[0], b[1], b[2], b[3]],
+            pending_len: b[4],
+            need: b[5],
+            at_start: flag(b[6])?,
+            special: flag(b[7])?,
+        })
+    }
+
     /// Bytes held back waiting for the rest of a character.
     pub fn pending(&self) -> &[u8] {
         self.pending

@@ -178,6 +178,19 @@ impl EngineHandle {
     }
 }
 
+/// The tokenizer of a live engine, if its model has one.
+///
+/// # Safety
+///
+/// `e` must be a live engine handle, not used concurrently.
+pub(crate) unsafe fn engine_tokenizer<'h>(
+    e: *mut alm_engine,
+) -> Option<&'h mut arenalm_core::tokenizer::Tokenizer<'static>> {
+    // SAFETY: per the contract.
+    let h = unsafe { EngineHandle::from_ptr(e) }?;
+    h.engine.tokenizer_mut()
+}
+
 /// Fills `out` (`out_size` bytes) with the engine defaults: the plan
 /// defaults, automatic kernel choice, the built-in thread pool.
 ///

@@ -14,13 +14,15 @@
 
 #![allow(non_camel_case_types)]
 
-mod engine;
 mod model;
 mod plan;
+mod engine;
+mod tokenizer;
 
 pub use engine::*;
 pub use model::*;
 pub use plan::*;
+pub use tokenizer::*;
 
 use std::ffi::c_char;
 use std::panic::{catch_unwind, AssertUnwindSafe};
