@@ -41,7 +41,11 @@ pub fn split_range(len: usize, n_tasks: usize, task: usize) -> core::ops::Range<
     let base = len / n;
     let extra = len % n;
     let start = task.min(n) * base + task.min(extra);
-    let size = if task < n { base + usize::from(task < extra) } else { 0 };
+    let size = if task < n {
+        base + usize::from(task < extra)
+    } else {
+        0
+    };
     let start = start.min(len);
     start..(start + size).min(len)
 }
