@@ -1,3 +1,519 @@
 //! Compute kernels: a scalar reference for every operation and SIMD bodies
 //! for x86_64 AVX2 and aarch64 NEON (with and without dotprod), chosen once
 //! at run time.
+//!
+//! # Dispatch
+//!
+//! [`CpuFeatures`] says what the CPU can do (the host layer detects it with
+//! cpuid / hwcaps and vouches for it through the unsafe
+//! [`CpuFeatures::assume`]; core alone only knows the compile-time
+//! `cfg!(target_feature)` set). [`Kernels::new`] picks the best
+//! [`KernelPath`] or the one a caller forces, and refuses a path the
+//! features lack, so a SIMD body can never run on a CPU without its
+//! instructions. Every public operation checks its lengths, then calls the
+//! chosen path's body.
+//!
+//! # Matrix multiplication
+//!
+//! Weights are used in place, in their stored block format. Quantized
+//! weights (Q8_0, Q4_0, Q4_1) multiply activations quantized per 32-value
+//! block ([`Kernels::quantize_act`]) with integer dot products; the f32
+//! formats (F32, F16, BF16) multiply f32 activations with f32 FMAs.
+//!
+//! The integer paths are **bit-identical across every path** (scalar,
+//! AVX2, NEON, NEON dotprod): each 32-block's integer dot product is exact,
+//! and the f32 part is the same sequence of roundings everywhere, one output
+//! at a time, block after block:
+//!
+//! ```text
+//! Q8_0 x Q8_0, Q4_0 x Q8_0:  acc = acc + (d_w * d_a) * (isum as f32)
+//! Q4_1 x Q8_1:               acc = acc + ((d_w * d_a) * (isum as f32) + m_w * s_a)
+//! ```
+//!
+//! (`isum` = the block's integer dot product, `s_a` = `d_a * sum(q_a)`; for
+//! Q4_0 `isum = sum(q * a) - 8 * sum(a)`). The f32-weight paths accumulate
+//! in 8 lanes with FMA and differ from the scalar reference by rounding
+//! only; see the tests for the bounds.
+//!
+//! Work is split by output feature: [`Kernels::matmul`] hands `par.threads()`
+//! contiguous ranges of weight rows to [`Parallel::run`]. Each output is
+//! computed by the same instruction sequence whichever tile, remainder path
+//! or thread computes it, so results are bit-identical for any thread count.
+//!
+//! # Activation layout
+//!
+//! [`ActFormat::Q8_0`] and [`ActFormat::Q8_1`] activations are private to
+//! this module: [`act_bytes`] says how many bytes they take and
+//! [`Kernels::quantize_act`] writes them. (Today: per 32-value block, 32 x
+//! i8, the f32 scale, and the integer sum (Q8_0) or `d * sum` (Q8_1), native
+//! endian; a block is 40 bytes.) Quantized values are in `-127..=127`.
+
+mod act;
+mod matmul;
+mod out;
+mod scalar;
+
+#[cfg(target_arch = "aarch64")]
+mod aarch64_neon;
+#[cfg(target_arch = "x86_64")]
+mod x86_avx2;
+
+#[cfg(test)]
+mod tests;
+
+use crate::gguf::GgmlType;
+use crate::parallel::Parallel;
+use crate::{Error, Result};
+
+/// A family of kernel bodies. Each needs some CPU features; see
+/// [`CpuFeatures::supports`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum KernelPath {
+    /// Portable Rust; the reference every other path is tested against.
+    Scalar,
+    /// x86_64 AVX2 with FMA and F16C.
+    Avx2,
+    /// aarch64 Advanced SIMD.
+    Neon,
+    /// aarch64 Advanced SIMD with the dot-product extension (`sdot`).
+    NeonDotprod,
+}
+
+impl KernelPath {
+    /// Every path, portable first.
+    pub const ALL: [KernelPath; 4] = [
+        KernelPath::Scalar,
+        KernelPath::Avx2,
+        KernelPath::Neon,
+        KernelPath::NeonDotprod,
+    ];
+
+    /// Stable name: `"scalar"`, `"avx2"`, `"neon"`, `"neon-dotprod"`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            KernelPath::Scalar => "scalar",
+            KernelPath::Avx2 => "avx2",
+            KernelPath::Neon => "neon",
+            KernelPath::NeonDotprod => "neon-dotprod",
+        }
+    }
+
+    /// The path named `name` (as [`KernelPath::name`] spells it, ASCII case
+    /// ignored).
+    pub fn from_name(name: &str) -> Option<Self> {
+        KernelPath::ALL
+            .into_iter()
+            .find(|p| p.name().eq_ignore_ascii_case(name))
+    }
+}
+
+impl core::fmt::Display for KernelPath {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The CPU features the kernels care about.
+///
+/// A value that claims a feature is a promise that the running CPU has it:
+/// only [`CpuFeatures::compile_time`] (the build already requires them) and
+/// the unsafe [`CpuFeatures::assume`] create such values.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct CpuFeatures {
+    avx2: bool,
+    fma: bool,
+    f16c: bool,
+    neon: bool,
+    dotprod: bool,
+}
+
+impl CpuFeatures {
+    /// No features: only the scalar path.
+    pub const fn none() -> Self {
+        CpuFeatures {
+            avx2: false,
+            fma: false,
+            f16c: false,
+            neon: false,
+            dotprod: false,
+        }
+    }
+
+    /// The features this build already requires of every CPU it runs on
+    /// (`cfg!(target_feature = ...)`), e.g. NEON on aarch64, AVX2 with
+    /// `-C target-cpu=native` on a recent x86.
+    pub fn compile_time() -> Self {
+        CpuFeatures {
+            avx2: cfg!(all(target_arch = "x86_64", target_feature = "avx2")),
+            fma: cfg!(all(target_arch = "x86_64", target_feature = "fma")),
+            f16c: cfg!(all(target_arch = "x86_64", target_feature = "f16c")),
+            neon: cfg!(all(target_arch = "aarch64", target_feature = "neon")),
+            dotprod: cfg!(all(target_arch = "aarch64", target_feature = "dotprod")),
+        }
+    }
+
+    /// Features detected at run time by the host layer.
+    ///
+    /// # Safety
+    ///
+    /// The CPU this process runs on must have every feature passed as
+    /// `true` (x86_64: `avx2`, `fma`, `f16c`; aarch64: `neon`, `dotprod`), and
+    /// the operating system must preserve the registers they use. Kernels
+    /// built from these features execute those instructions.
+    pub unsafe fn assume(avx2: bool, fma: bool, f16c: bool, neon: bool, dotprod: bool) -> Self {
+        CpuFeatures {
+            avx2,
+            fma,
+            f16c,
+            neon,
+            dotprod,
+        }
+    }
+
+    /// Whether `path` can run: the build targets its architecture and the
+    /// CPU has its features.
+    pub fn supports(&self, path: KernelPath) -> bool {
+        match path {
+            KernelPath::Scalar => true,
+            KernelPath::Avx2 => cfg!(target_arch = "x86_64") && self.avx2 && self.fma && self.f16c,
+            KernelPath::Neon => cfg!(target_arch = "aarch64") && self.neon,
+            KernelPath::NeonDotprod => cfg!(target_arch = "aarch64") && self.neon && self.dotprod,
+        }
+    }
+
+    /// The fastest supported path.
+    pub fn best_path(&self) -> KernelPath {
+        [KernelPath::NeonDotprod, KernelPath::Neon, KernelPath::Avx2]
+            .into_iter()
+            .find(|p| self.supports(*p))
+            .unwrap_or(KernelPath::Scalar)
+    }
+}
+
+/// The kernel bodies chosen for this CPU: every operation of the engine's
+/// hot loop, with lengths checked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Kernels {
+    /// Invariant: the running CPU supports `path` (see [`Kernels::new`]).
+    path: KernelPath,
+}
+
+impl Kernels {
+    /// The best path `features` allow, or `force` if given.
+    ///
+    /// Forcing a path the features (or the build's architecture) lack is an
+    /// error, never undefined behaviour.
+    pub fn new(features: &CpuFeatures, force: Option<KernelPath>) -> Result<Kernels> {
+        let path = force.unwrap_or_else(|| features.best_path());
+        if !features.supports(path) {
+            return Err(Error::InvalidArgument {
+                what: match path {
+                    KernelPath::Scalar => "kernel path scalar is not supported",
+                    KernelPath::Avx2 => {
+                        "kernel path avx2 needs an x86_64 build and a CPU with AVX2, FMA and F16C"
+                    }
+                    KernelPath::Neon => "kernel path neon needs an aarch64 build and NEON",
+                    KernelPath::NeonDotprod => {
+                        "kernel path neon-dotprod needs an aarch64 build and a CPU with dotprod"
+                    }
+                },
+            });
+        }
+        Ok(Kernels { path })
+    }
+
+    /// The portable reference path.
+    pub fn scalar() -> Kernels {
+        Kernels {
+            path: KernelPath::Scalar,
+        }
+    }
+
+    /// The chosen path.
+    pub fn path(&self) -> KernelPath {
+        self.path
+    }
+}
+
+/// What a weight type's matmul wants its activations as.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ActFormat {
+    /// Plain f32 rows (for F32, F16 and BF16 weights).
+    F32,
+    /// 8-bit blocks with a scale and the block's integer sum (for Q8_0 and
+    /// Q4_0 weights).
+    Q8_0,
+    /// 8-bit blocks with a scale and `scale * sum` (for Q4_1 weights).
+    Q8_1,
+}
+
+/// The activation format `weight`'s matmul reads: Q8_0 and Q4_0 take
+/// [`ActFormat::Q8_0`], Q4_1 takes [`ActFormat::Q8_1`], F32, F16 and BF16
+/// take [`ActFormat::F32`]. Other types have no matmul: an error.
+pub fn act_format(weight: GgmlType) -> Result<ActFormat> {
+    match weight {
+        GgmlType::Q8_0 | GgmlType::Q4_0 => Ok(ActFormat::Q8_0),
+        GgmlType::Q4_1 => Ok(ActFormat::Q8_1),
+        GgmlType::F32 | GgmlType::F16 | GgmlType::BF16 => Ok(ActFormat::F32),
+        _ => Err(Error::InvalidArgument {
+            what: "no matmul kernel for this weight type",
+        }),
+    }
+}
+
+/// Bytes of `rows` activation rows of `cols` values quantized as `fmt`
+/// (0 for [`ActFormat::F32`], which is read from the f32 rows directly).
+/// `None` if `cols` is not a multiple of 32 for a quantized format, or the
+/// size overflows.
+pub fn act_bytes(fmt: ActFormat, rows: usize, cols: usize) -> Option<usize> {
+    match fmt {
+        ActFormat::F32 => Some(0),
+        ActFormat::Q8_0 | ActFormat::Q8_1 => rows.checked_mul(act::row_bytes(cols)?),
+    }
+}
+
+/// A weight matrix read in place: `rows` output features, each a row of
+/// `cols` values of `ty` at byte offset `n * row_bytes` of `data`.
+#[derive(Clone, Copy, Debug)]
+pub struct Matrix<'a> {
+    /// The rows, back to back (any alignment).
+    pub data: &'a [u8],
+    /// Element type.
+    pub ty: GgmlType,
+    /// Output features (GGUF `ne[1]`).
+    pub rows: usize,
+    /// Values per row (GGUF `ne[0]`).
+    pub cols: usize,
+}
+
+/// Activations for [`Kernels::matmul`]: `rows` batch rows of `cols` values.
+#[derive(Clone, Copy, Debug)]
+pub struct Act<'a> {
+    /// `rows * cols` f32, row-major; read when `fmt` is [`ActFormat::F32`]
+    /// (may be empty otherwise).
+    pub x: &'a [f32],
+    /// The output of [`Kernels::quantize_act`] for the same rows; read when
+    /// `fmt` is quantized (may be empty otherwise).
+    pub q: &'a [u8],
+    /// Which of the two is read; must be `act_format(weight type)`.
+    pub fmt: ActFormat,
+    /// Batch rows.
+    pub rows: usize,
+    /// Values per row.
+    pub cols: usize,
+}
+
+/// Element type of the KV cache rows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum KvType {
+    /// IEEE binary16, 2 bytes per value.
+    F16,
+    /// ggml Q8_0 blocks (f16 scale + 32 x i8), 34 bytes per 32 values.
+    Q8_0,
+    /// f32, 4 bytes per value.
+    F32,
+}
+
+impl KvType {
+    /// Bytes of one row of `dim` values; `None` if `dim` is not a multiple
+    /// of 32 for Q8_0, or on overflow.
+    pub fn row_bytes(self, dim: usize) -> Option<usize> {
+        match self {
+            KvType::F16 => dim.checked_mul(2),
+            KvType::F32 => dim.checked_mul(4),
+            KvType::Q8_0 => dim.is_multiple_of(32).then(|| dim / 32 * 34),
+        }
+    }
+}
+
+const fn bad(what: &'static str) -> Error {
+    Error::InvalidArgument { what }
+}
+
+/// `n` rows of `row_bytes` at `stride` fit in `len` bytes.
+fn rows_fit(n: usize, row_bytes: usize, stride: usize, len: usize) -> Result<()> {
+    if n == 0 {
+        return Ok(());
+    }
+    if stride < row_bytes {
+        return Err(bad("KV stride is smaller than a row"));
+    }
+    let end = (n - 1)
+        .checked_mul(stride)
+        .and_then(|v| v.checked_add(row_bytes))
+        .ok_or(Error::Overflow { what: "KV rows" })?;
+    if end > len {
+        return Err(bad("KV rows extend past the end of the cache bytes"));
+    }
+    Ok(())
+}
+
+impl Kernels {
+    /// Quantizes the rows of `x` (each `cols` values) as `fmt` into `out`,
+    /// which must be exactly `act_bytes(fmt, x.len() / cols, cols)` bytes.
+    ///
+    /// Per 32-value block: `d = amax / 127`, `q = round_half_away(x / d)`
+    /// computed as `x * (1 / d)` (ggml's Q8_0 rule), with `d` kept as f32.
+    /// All paths write identical bytes for finite inputs. Nothing to do (and
+    /// `out` must be empty) for [`ActFormat::F32`].
+    pub fn quantize_act(
+        &self,
+        fmt: ActFormat,
+        x: &[f32],
+        cols: usize,
+        out: &mut [u8],
+    ) -> Result<()> {
+        if cols == 0 || !x.len().is_multiple_of(cols) {
+            return Err(bad(
+                "quantize_act: x.len() is not a multiple of cols (or cols is 0)",
+            ));
+        }
+        let rows = x.len() / cols;
+        let need =
+            act_bytes(fmt, rows, cols).ok_or(bad("quantize_act: cols is not a multiple of 32"))?;
+        if out.len() != need {
+            return Err(bad("quantize_act: out.len() != act_bytes(fmt, rows, cols)"));
+        }
+        if fmt == ActFormat::F32 || rows == 0 {
+            return Ok(());
+        }
+        let row_bytes = need / rows;
+        for (xr, or) in x.chunks_exact(cols).zip(out.chunks_exact_mut(row_bytes)) {
+            self.with_isa(|isa| isa.quantize_act_row(fmt == ActFormat::Q8_1, xr, or));
+        }
+        Ok(())
+    }
+
+    /// `y[r * w.rows + n] = sum_k W[n][k] * x[r][k]` for every batch row `r`
+    /// and output feature `n`.
+    ///
+    /// Checks, each an error: `x.fmt == act_format(w.ty)`, `x.cols ==
+    /// w.cols`, `w.data.len() == w.rows * row bytes`, the activation
+    /// buffer exactly `x.rows` rows (`x.x` for F32, `x.q` of
+    /// [`act_bytes`] otherwise), `y.len() == x.rows * w.rows`. Runs
+    /// `par.threads()` tasks, each owning a contiguous range of `n`; the
+    /// result does not depend on the thread count. An error is also
+    /// returned if `par` does not run every task.
+    pub fn matmul(&self, par: &dyn Parallel, w: &Matrix, x: &Act, y: &mut [f32]) -> Result<()> {
+        let fmt = act_format(w.ty)?;
+        if x.fmt != fmt {
+            return Err(bad(
+                "matmul: activation format does not match the weight type",
+            ));
+        }
+        if x.cols != w.cols {
+            return Err(bad("matmul: activation and weight column counts differ"));
+        }
+        let row_bytes =
+            w.ty.row_bytes(w.cols as u64)
+                .and_then(|b| usize::try_from(b).ok())
+                .ok_or(bad("matmul: weight row is not a whole number of blocks"))?;
+        if Some(w.data.len()) != w.rows.checked_mul(row_bytes) {
+            return Err(bad("matmul: weight data length != rows * row bytes"));
+        }
+        match fmt {
+            ActFormat::F32 => {
+                if Some(x.x.len()) != x.rows.checked_mul(x.cols) {
+                    return Err(bad("matmul: x.x.len() != rows * cols"));
+                }
+            }
+            _ => {
+                if Some(x.q.len()) != act_bytes(fmt, x.rows, x.cols) {
+                    return Err(bad("matmul: x.q.len() != act_bytes(fmt, rows, cols)"));
+                }
+            }
+        }
+        if Some(y.len()) != x.rows.checked_mul(w.rows) {
+            return Err(bad("matmul: y.len() != x.rows * w.rows"));
+        }
+        if y.is_empty() {
+            return Ok(());
+        }
+        let job = matmul::Job::new(w, x, row_bytes);
+        self.with_isa(|isa| matmul::run(isa, par, &job, y))
+    }
+
+    /// `out[t] = dot(q, K_t)` for `t` in `0..out.len()`, where `K_t` is the
+    /// row of `q.len()` values of `ty` at byte offset `t * stride` of `k`.
+    pub fn kv_scores(
+        &self,
+        ty: KvType,
+        q: &[f32],
+        k: &[u8],
+        stride: usize,
+        out: &mut [f32],
+    ) -> Result<()> {
+        let row = ty.row_bytes(q.len()).ok_or(bad(
+            "kv_scores: head dimension is not a whole number of blocks",
+        ))?;
+        rows_fit(out.len(), row, stride, k.len())?;
+        self.with_isa(|isa| isa.kv_scores(ty, q, k, stride, out));
+        Ok(())
+    }
+
+    /// `acc += sum_t p[t] * V_t` for `t` in `0..p.len()`, where `V_t` is the
+    /// row of `acc.len()` values of `ty` at byte offset `t * stride` of `v`.
+    ///
+    /// Each element is updated `acc = acc + p[t] * v` in order of `t` (a
+    /// multiply and an add, not fused), so every path gives identical
+    /// results.
+    pub fn kv_accumulate(
+        &self,
+        ty: KvType,
+        p: &[f32],
+        v: &[u8],
+        stride: usize,
+        acc: &mut [f32],
+    ) -> Result<()> {
+        let row = ty.row_bytes(acc.len()).ok_or(bad(
+            "kv_accumulate: head dimension is not a whole number of blocks",
+        ))?;
+        rows_fit(p.len(), row, stride, v.len())?;
+        self.with_isa(|isa| isa.kv_accumulate(ty, p, v, stride, acc));
+        Ok(())
+    }
+
+    /// Writes `x` as one row of `ty` into `out` (exactly `ty.row_bytes(x.len())`
+    /// bytes): F16 rounds to nearest even (like F16C), Q8_0 follows ggml's
+    /// `quantize_row_q8_0_ref`, F32 is copied.
+    pub fn kv_store(&self, ty: KvType, x: &[f32], out: &mut [u8]) -> Result<()> {
+        let row = ty
+            .row_bytes(x.len())
+            .ok_or(bad("kv_store: row is not a whole number of blocks"))?;
+        if out.len() != row {
+            return Err(bad("kv_store: out.len() != row bytes"));
+        }
+        match ty {
+            KvType::F16 => self.with_isa(|isa| isa.kv_store_f16(x, out)),
+            KvType::Q8_0 => crate::quant::quantize_row(GgmlType::Q8_0, x, out)?,
+            KvType::F32 => crate::quant::quantize_row(GgmlType::F32, x, out)?,
+        }
+        Ok(())
+    }
+
+    /// Runs `f` with the instruction-set token of this path.
+    fn with_isa<R>(&self, f: impl FnOnce(&dyn matmul::Isa) -> R) -> R {
+        match self.path {
+            #[cfg(target_arch = "x86_64")]
+            KernelPath::Avx2 => {
+                // SAFETY: `Kernels` only holds `Avx2` when `CpuFeatures`
+                // (whose constructors vouch for the CPU) supports it.
+                let isa = unsafe { x86_avx2::Avx2::new() };
+                f(&isa)
+            }
+            #[cfg(target_arch = "aarch64")]
+            KernelPath::Neon => {
+                // SAFETY: as above, the CPU has NEON.
+                let isa = unsafe { aarch64_neon::Neon::<false>::new() };
+                f(&isa)
+            }
+            #[cfg(target_arch = "aarch64")]
+            KernelPath::NeonDotprod => {
+                // SAFETY: as above, the CPU has NEON and dotprod.
+                let isa = unsafe { aarch64_neon::Neon::<true>::new() };
+                f(&isa)
+            }
+            _ => f(&scalar::Scalar),
+        }
+    }
+}
