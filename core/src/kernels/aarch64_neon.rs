@@ -70,8 +70,8 @@ macro_rules! int_wrappers {
 }
 
 int_wrappers!(int_1x1_neon, int_1x1_dot, int_1x1, (w: &[u8], a: &[u8], nb: usize) -> f32);
-int_wrappers!(int_8x1_neon, int_8x1_dot, int_8x1, (w: &[&[u8]; 8], a: &[u8], nb: usize, out: &mut [f32; 8]) -> ());
-int_wrappers!(int_4x2_neon, int_4x2_dot, int_4x2, (w: &[&[u8]; 4], a: &[&[u8]; 2], nb: usize, out: &mut [f32; 8]) -> ());
+int_wrappers!(int_8x1_neon, int_8x1_dot, int_8x1, (w: &[&[u8]; 8], next: &[u8], a: &[u8], nb: usize, out: &mut [f32; 8]) -> ());
+int_wrappers!(int_4x2_neon, int_4x2_dot, int_4x2, (w: &[&[u8]; 4], next: &[u8], a: &[&[u8]; 2], nb: usize, out: &mut [f32; 8]) -> ());
 
 /// `$call` with the weight kind as a const generic.
 macro_rules! by_kind {
@@ -97,24 +97,40 @@ impl<const DOT: bool> Isa for Neon<DOT> {
         }
     }
 
-    fn int_8x1(&self, kind: IntKind, w: [&[u8]; 8], a: &[u8], nb: usize, out: &mut [f32; 8]) {
+    fn int_8x1(
+        &self,
+        kind: IntKind,
+        w: [&[u8]; 8],
+        next: &[u8],
+        a: &[u8],
+        nb: usize,
+        out: &mut [f32; 8],
+    ) {
         // SAFETY: as in `int_1x1`.
         unsafe {
             if DOT {
-                by_kind!(kind, int_8x1_dot, (&w, a, nb, out))
+                by_kind!(kind, int_8x1_dot, (&w, next, a, nb, out))
             } else {
-                by_kind!(kind, int_8x1_neon, (&w, a, nb, out))
+                by_kind!(kind, int_8x1_neon, (&w, next, a, nb, out))
             }
         }
     }
 
-    fn int_4x2(&self, kind: IntKind, w: [&[u8]; 4], a: [&[u8]; 2], nb: usize, out: &mut [f32; 8]) {
+    fn int_4x2(
+        &self,
+        kind: IntKind,
+        w: [&[u8]; 4],
+        next: &[u8],
+        a: [&[u8]; 2],
+        nb: usize,
+        out: &mut [f32; 8],
+    ) {
         // SAFETY: as in `int_1x1`.
         unsafe {
             if DOT {
-                by_kind!(kind, int_4x2_dot, (&w, &a, nb, out))
+                by_kind!(kind, int_4x2_dot, (&w, next, &a, nb, out))
             } else {
-                by_kind!(kind, int_4x2_neon, (&w, &a, nb, out))
+                by_kind!(kind, int_4x2_neon, (&w, next, &a, nb, out))
             }
         }
     }
@@ -124,32 +140,39 @@ impl<const DOT: bool> Isa for Neon<DOT> {
         // SAFETY: as in `int_1x1` (the float bodies need only NEON).
         unsafe {
             match kind {
-                FltKind::F32 => flt_tile::<F_F32, 1, 1>(&[w], &[x], &mut out),
-                FltKind::F16 => flt_tile::<F_F16, 1, 1>(&[w], &[x], &mut out),
-                FltKind::BF16 => flt_tile::<F_BF16, 1, 1>(&[w], &[x], &mut out),
+                FltKind::F32 => flt_tile::<F_F32, 1, 1>(&[w], &[], &[x], &mut out),
+                FltKind::F16 => flt_tile::<F_F16, 1, 1>(&[w], &[], &[x], &mut out),
+                FltKind::BF16 => flt_tile::<F_BF16, 1, 1>(&[w], &[], &[x], &mut out),
             }
         }
         out[0]
     }
 
-    fn flt_8x1(&self, kind: FltKind, w: [&[u8]; 8], x: &[f32], out: &mut [f32; 8]) {
+    fn flt_8x1(&self, kind: FltKind, w: [&[u8]; 8], next: &[u8], x: &[f32], out: &mut [f32; 8]) {
         // SAFETY: as in `flt_1x1`.
         unsafe {
             match kind {
-                FltKind::F32 => flt_tile::<F_F32, 8, 1>(&w, &[x], out),
-                FltKind::F16 => flt_tile::<F_F16, 8, 1>(&w, &[x], out),
-                FltKind::BF16 => flt_tile::<F_BF16, 8, 1>(&w, &[x], out),
+                FltKind::F32 => flt_tile::<F_F32, 8, 1>(&w, next, &[x], out),
+                FltKind::F16 => flt_tile::<F_F16, 8, 1>(&w, next, &[x], out),
+                FltKind::BF16 => flt_tile::<F_BF16, 8, 1>(&w, next, &[x], out),
             }
         }
     }
 
-    fn flt_4x2(&self, kind: FltKind, w: [&[u8]; 4], x: [&[f32]; 2], out: &mut [f32; 8]) {
+    fn flt_4x2(
+        &self,
+        kind: FltKind,
+        w: [&[u8]; 4],
+        next: &[u8],
+        x: [&[f32]; 2],
+        out: &mut [f32; 8],
+    ) {
         // SAFETY: as in `flt_1x1`.
         unsafe {
             match kind {
-                FltKind::F32 => flt_tile::<F_F32, 4, 2>(&w, &x, out),
-                FltKind::F16 => flt_tile::<F_F16, 4, 2>(&w, &x, out),
-                FltKind::BF16 => flt_tile::<F_BF16, 4, 2>(&w, &x, out),
+                FltKind::F32 => flt_tile::<F_F32, 4, 2>(&w, next, &x, out),
+                FltKind::F16 => flt_tile::<F_F16, 4, 2>(&w, next, &x, out),
+                FltKind::BF16 => flt_tile::<F_BF16, 4, 2>(&w, next, &x, out),
             }
         }
     }
@@ -230,6 +253,22 @@ unsafe fn sdot(acc: int32x4_t, a: int8x16_t, b: int8x16_t) -> int32x4_t {
              options(pure, nomem, nostack, preserves_flags));
     }
     acc
+}
+
+/// Prefetches `count` cache lines of `data` from line `first` (those that
+/// exist) into L1.
+#[inline(always)]
+fn prefetch_lines(data: &[u8], first: usize, count: usize) {
+    for line in first..first.saturating_add(count) {
+        if let Some(byte) = data.get(line.saturating_mul(64)) {
+            // SAFETY: `prfm` is a hint: it never faults, writes nothing and
+            // touches no registers but its address operand.
+            unsafe {
+                asm!("prfm pldl1keep, [{p}]", p = in(reg) byte as *const u8,
+                     options(nostack, readonly, preserves_flags));
+            }
+        }
+    }
 }
 
 /// Reads a little-endian u16.
@@ -360,6 +399,7 @@ fn i32x4(v: [i32; 4]) -> int32x4_t {
 #[inline]
 unsafe fn int_tile<const K: u8, const NT: usize, const RT: usize, const DOT: bool>(
     w: &[&[u8]; NT],
+    next: &[u8],
     a: &[&[u8]; RT],
     nb: usize,
     out: &mut [f32; 8],
@@ -371,7 +411,9 @@ unsafe fn int_tile<const K: u8, const NT: usize, const RT: usize, const DOT: boo
         return;
     }
     let mut acc = [vdupq_n_f32(0.0); 2];
+    let prefetch_step = next.len().div_ceil(64).div_ceil(nb.max(1));
     for b in 0..nb {
+        prefetch_lines(next, b * prefetch_step, prefetch_step);
         let mut wv = [(vdupq_n_s8(0), vdupq_n_s8(0)); NT];
         let mut dw = [0u16; NT];
         let mut mw = [0u16; NT];
@@ -445,12 +487,13 @@ unsafe fn int_tile<const K: u8, const NT: usize, const RT: usize, const DOT: boo
 #[inline]
 unsafe fn int_8x1<const K: u8, const DOT: bool>(
     w: &[&[u8]; 8],
+    next: &[u8],
     a: &[u8],
     nb: usize,
     out: &mut [f32; 8],
 ) {
     // SAFETY: same contract.
-    unsafe { int_tile::<K, 8, 1, DOT>(w, &[a], nb, out) }
+    unsafe { int_tile::<K, 8, 1, DOT>(w, next, &[a], nb, out) }
 }
 
 /// # Safety
@@ -460,12 +503,13 @@ unsafe fn int_8x1<const K: u8, const DOT: bool>(
 #[inline]
 unsafe fn int_4x2<const K: u8, const DOT: bool>(
     w: &[&[u8]; 4],
+    next: &[u8],
     a: &[&[u8]; 2],
     nb: usize,
     out: &mut [f32; 8],
 ) {
     // SAFETY: same contract.
-    unsafe { int_tile::<K, 4, 2, DOT>(w, a, nb, out) }
+    unsafe { int_tile::<K, 4, 2, DOT>(w, next, a, nb, out) }
 }
 
 /// One output, in the scalar reference's order of roundings.
@@ -563,6 +607,7 @@ fn hsum8(a: float32x4_t, b: float32x4_t) -> f32 {
 #[target_feature(enable = "neon")]
 unsafe fn flt_tile<const F: u8, const NT: usize, const RT: usize>(
     w: &[&[u8]; NT],
+    next: &[u8],
     x: &[&[f32]; RT],
     out: &mut [f32; 8],
 ) {
@@ -576,8 +621,10 @@ unsafe fn flt_tile<const F: u8, const NT: usize, const RT: usize>(
     let zero = vdupq_n_f32(0.0);
     let mut acc = [[(zero, zero); NT]; RT];
     let full = cols / 8 * 8;
+    let prefetch_step = next.len().div_ceil(64).div_ceil((cols / 8).max(1));
     let mut k = 0;
     while k < full {
+        prefetch_lines(next, k / 8 * prefetch_step, prefetch_step);
         // SAFETY: k + 8 <= cols values in every row.
         let wv: [(float32x4_t, float32x4_t); NT] =
             core::array::from_fn(|n| unsafe { load_flt8::<F>(w[n].as_ptr().add(k * vb)) });
@@ -679,8 +726,8 @@ unsafe fn kv_dot(ty: KvType, q: &[f32], row: &[u8]) -> f32 {
     // SAFETY: NEON, per the caller.
     unsafe {
         match ty {
-            KvType::F32 => flt_tile::<F_F32, 1, 1>(&[row], &[q], &mut out),
-            KvType::F16 => flt_tile::<F_F16, 1, 1>(&[row], &[q], &mut out),
+            KvType::F32 => flt_tile::<F_F32, 1, 1>(&[row], &[], &[q], &mut out),
+            KvType::F16 => flt_tile::<F_F16, 1, 1>(&[row], &[], &[q], &mut out),
             KvType::Q8_0 => {
                 let nb = q.len() / QK;
                 if !rows_hold(&[row], nb, 34) {

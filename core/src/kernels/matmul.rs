@@ -76,19 +76,40 @@ impl FltKind {
 /// values, never an out-of-bounds read). The driver passes exact lengths.
 /// `nb` is the number of 32-value blocks per row, `w` slices are weight rows
 /// of `kind`, `a` slices are rows of quantized activations ([`act`]).
+/// `next` is the weight data the driver will read after this tile (or
+/// empty): a tile may prefetch it while it computes, so that short row
+/// streams, which hardware prefetchers do not pick up, arrive in time.
 pub(crate) trait Isa: Sync {
     /// One output of the integer matmul: `dot(w, a)`.
     fn int_1x1(&self, kind: IntKind, w: &[u8], a: &[u8], nb: usize) -> f32;
 
     /// `out[n] = dot(w[n], a)`.
-    fn int_8x1(&self, kind: IntKind, w: [&[u8]; 8], a: &[u8], nb: usize, out: &mut [f32; 8]) {
+    fn int_8x1(
+        &self,
+        kind: IntKind,
+        w: [&[u8]; 8],
+        next: &[u8],
+        a: &[u8],
+        nb: usize,
+        out: &mut [f32; 8],
+    ) {
+        let _ = next;
         for (o, wn) in out.iter_mut().zip(w) {
             *o = self.int_1x1(kind, wn, a, nb);
         }
     }
 
     /// `out[r * 4 + n] = dot(w[n], a[r])`.
-    fn int_4x2(&self, kind: IntKind, w: [&[u8]; 4], a: [&[u8]; 2], nb: usize, out: &mut [f32; 8]) {
+    fn int_4x2(
+        &self,
+        kind: IntKind,
+        w: [&[u8]; 4],
+        next: &[u8],
+        a: [&[u8]; 2],
+        nb: usize,
+        out: &mut [f32; 8],
+    ) {
+        let _ = next;
         for (o, i) in out.iter_mut().zip(0..) {
             *o = self.int_1x1(kind, w[i % 4], a[i / 4], nb);
         }
@@ -98,14 +119,23 @@ pub(crate) trait Isa: Sync {
     fn flt_1x1(&self, kind: FltKind, w: &[u8], x: &[f32]) -> f32;
 
     /// `out[n] = dot(w[n], x)`.
-    fn flt_8x1(&self, kind: FltKind, w: [&[u8]; 8], x: &[f32], out: &mut [f32; 8]) {
+    fn flt_8x1(&self, kind: FltKind, w: [&[u8]; 8], next: &[u8], x: &[f32], out: &mut [f32; 8]) {
+        let _ = next;
         for (o, wn) in out.iter_mut().zip(w) {
             *o = self.flt_1x1(kind, wn, x);
         }
     }
 
     /// `out[r * 4 + n] = dot(w[n], x[r])`.
-    fn flt_4x2(&self, kind: FltKind, w: [&[u8]; 4], x: [&[f32]; 2], out: &mut [f32; 8]) {
+    fn flt_4x2(
+        &self,
+        kind: FltKind,
+        w: [&[u8]; 4],
+        next: &[u8],
+        x: [&[f32]; 2],
+        out: &mut [f32; 8],
+    ) {
+        let _ = next;
         for (o, i) in out.iter_mut().zip(0..) {
             *o = self.flt_1x1(kind, w[i % 4], x[i / 4]);
         }
@@ -186,6 +216,16 @@ impl<'a> Job<'a> {
             .unwrap_or(&[])
     }
 
+    /// Up to `count` weight rows from row `n` (fewer at the end).
+    fn w_rows(&self, n: usize, count: usize) -> &'a [u8] {
+        let start = n.saturating_mul(self.w_row_bytes).min(self.weights.len());
+        let end = n
+            .saturating_add(count)
+            .saturating_mul(self.w_row_bytes)
+            .min(self.weights.len());
+        self.weights.get(start..end).unwrap_or(&[])
+    }
+
     fn q_row(&self, r: usize) -> &'a [u8] {
         let start = r.saturating_mul(self.q_row_bytes);
         self.q
@@ -238,15 +278,31 @@ fn run_range(isa: &dyn Isa, job: &Job, out: &OutView, start: usize, end: usize) 
     let mut tile = [0f32; 8];
     while end - n0 >= 8 {
         let w8: [&[u8]; 8] = core::array::from_fn(|i| job.w_row(n0 + i));
+        // The next 8 rows, split between the two 4x2 tiles of the first
+        // row pair (later pairs find them in cache).
+        let next = job.w_rows(n0 + 8, 8);
+        let (next_a, next_b) = next.split_at(next.len() / 2);
         let mut r = 0;
         while job.batch - r >= 2 {
             for half in 0..2 {
                 let w4: [&[u8]; 4] = core::array::from_fn(|i| w8[half * 4 + i]);
+                let next = match (r, half) {
+                    (0, 0) => next_a,
+                    (0, _) => next_b,
+                    _ => &[],
+                };
                 match job.kind {
-                    Kind::Int(k) => {
-                        isa.int_4x2(k, w4, [job.q_row(r), job.q_row(r + 1)], job.nb, &mut tile)
+                    Kind::Int(k) => isa.int_4x2(
+                        k,
+                        w4,
+                        next,
+                        [job.q_row(r), job.q_row(r + 1)],
+                        job.nb,
+                        &mut tile,
+                    ),
+                    Kind::Flt(k) => {
+                        isa.flt_4x2(k, w4, next, [job.x_row(r), job.x_row(r + 1)], &mut tile)
                     }
-                    Kind::Flt(k) => isa.flt_4x2(k, w4, [job.x_row(r), job.x_row(r + 1)], &mut tile),
                 }
                 for (i, v) in tile.iter().enumerate() {
                     store(r + i / 4, n0 + half * 4 + i % 4, *v);
@@ -255,9 +311,10 @@ fn run_range(isa: &dyn Isa, job: &Job, out: &OutView, start: usize, end: usize) 
             r += 2;
         }
         while r < job.batch {
+            let next = if r == 0 { next } else { &[] };
             match job.kind {
-                Kind::Int(k) => isa.int_8x1(k, w8, job.q_row(r), job.nb, &mut tile),
-                Kind::Flt(k) => isa.flt_8x1(k, w8, job.x_row(r), &mut tile),
+                Kind::Int(k) => isa.int_8x1(k, w8, next, job.q_row(r), job.nb, &mut tile),
+                Kind::Flt(k) => isa.flt_8x1(k, w8, next, job.x_row(r), &mut tile),
             }
             for (i, v) in tile.iter().enumerate() {
                 store(r, n0 + i, *v);

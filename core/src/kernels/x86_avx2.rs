@@ -61,24 +61,40 @@ impl Isa for Avx2 {
         }
     }
 
-    fn int_8x1(&self, kind: IntKind, w: [&[u8]; 8], a: &[u8], nb: usize, out: &mut [f32; 8]) {
+    fn int_8x1(
+        &self,
+        kind: IntKind,
+        w: [&[u8]; 8],
+        next: &[u8],
+        a: &[u8],
+        nb: usize,
+        out: &mut [f32; 8],
+    ) {
         // SAFETY: as in `int_1x1`.
         unsafe {
             match kind {
-                IntKind::Q8_0 => int_tile::<K_Q8_0, 8, 1>(&w, &[a], nb, out),
-                IntKind::Q4_0 => int_tile::<K_Q4_0, 8, 1>(&w, &[a], nb, out),
-                IntKind::Q4_1 => int_tile::<K_Q4_1, 8, 1>(&w, &[a], nb, out),
+                IntKind::Q8_0 => int_tile::<K_Q8_0, 8, 1>(&w, next, &[a], nb, out),
+                IntKind::Q4_0 => int_tile::<K_Q4_0, 8, 1>(&w, next, &[a], nb, out),
+                IntKind::Q4_1 => int_tile::<K_Q4_1, 8, 1>(&w, next, &[a], nb, out),
             }
         }
     }
 
-    fn int_4x2(&self, kind: IntKind, w: [&[u8]; 4], a: [&[u8]; 2], nb: usize, out: &mut [f32; 8]) {
+    fn int_4x2(
+        &self,
+        kind: IntKind,
+        w: [&[u8]; 4],
+        next: &[u8],
+        a: [&[u8]; 2],
+        nb: usize,
+        out: &mut [f32; 8],
+    ) {
         // SAFETY: as in `int_1x1`.
         unsafe {
             match kind {
-                IntKind::Q8_0 => int_tile::<K_Q8_0, 4, 2>(&w, &a, nb, out),
-                IntKind::Q4_0 => int_tile::<K_Q4_0, 4, 2>(&w, &a, nb, out),
-                IntKind::Q4_1 => int_tile::<K_Q4_1, 4, 2>(&w, &a, nb, out),
+                IntKind::Q8_0 => int_tile::<K_Q8_0, 4, 2>(&w, next, &a, nb, out),
+                IntKind::Q4_0 => int_tile::<K_Q4_0, 4, 2>(&w, next, &a, nb, out),
+                IntKind::Q4_1 => int_tile::<K_Q4_1, 4, 2>(&w, next, &a, nb, out),
             }
         }
     }
@@ -88,32 +104,39 @@ impl Isa for Avx2 {
         // SAFETY: as in `int_1x1`.
         unsafe {
             match kind {
-                FltKind::F32 => flt_tile::<F_F32, 1, 1>(&[w], &[x], &mut out),
-                FltKind::F16 => flt_tile::<F_F16, 1, 1>(&[w], &[x], &mut out),
-                FltKind::BF16 => flt_tile::<F_BF16, 1, 1>(&[w], &[x], &mut out),
+                FltKind::F32 => flt_tile::<F_F32, 1, 1>(&[w], &[], &[x], &mut out),
+                FltKind::F16 => flt_tile::<F_F16, 1, 1>(&[w], &[], &[x], &mut out),
+                FltKind::BF16 => flt_tile::<F_BF16, 1, 1>(&[w], &[], &[x], &mut out),
             }
         }
         out[0]
     }
 
-    fn flt_8x1(&self, kind: FltKind, w: [&[u8]; 8], x: &[f32], out: &mut [f32; 8]) {
+    fn flt_8x1(&self, kind: FltKind, w: [&[u8]; 8], next: &[u8], x: &[f32], out: &mut [f32; 8]) {
         // SAFETY: as in `int_1x1`.
         unsafe {
             match kind {
-                FltKind::F32 => flt_tile::<F_F32, 8, 1>(&w, &[x], out),
-                FltKind::F16 => flt_tile::<F_F16, 8, 1>(&w, &[x], out),
-                FltKind::BF16 => flt_tile::<F_BF16, 8, 1>(&w, &[x], out),
+                FltKind::F32 => flt_tile::<F_F32, 8, 1>(&w, next, &[x], out),
+                FltKind::F16 => flt_tile::<F_F16, 8, 1>(&w, next, &[x], out),
+                FltKind::BF16 => flt_tile::<F_BF16, 8, 1>(&w, next, &[x], out),
             }
         }
     }
 
-    fn flt_4x2(&self, kind: FltKind, w: [&[u8]; 4], x: [&[f32]; 2], out: &mut [f32; 8]) {
+    fn flt_4x2(
+        &self,
+        kind: FltKind,
+        w: [&[u8]; 4],
+        next: &[u8],
+        x: [&[f32]; 2],
+        out: &mut [f32; 8],
+    ) {
         // SAFETY: as in `int_1x1`.
         unsafe {
             match kind {
-                FltKind::F32 => flt_tile::<F_F32, 4, 2>(&w, &x, out),
-                FltKind::F16 => flt_tile::<F_F16, 4, 2>(&w, &x, out),
-                FltKind::BF16 => flt_tile::<F_BF16, 4, 2>(&w, &x, out),
+                FltKind::F32 => flt_tile::<F_F32, 4, 2>(&w, next, &x, out),
+                FltKind::F16 => flt_tile::<F_F16, 4, 2>(&w, next, &x, out),
+                FltKind::BF16 => flt_tile::<F_BF16, 4, 2>(&w, next, &x, out),
             }
         }
     }
@@ -152,6 +175,18 @@ fn rows_hold(rows: &[&[u8]], nb: usize, block: usize) -> bool {
     match nb.checked_mul(block) {
         Some(need) => rows.iter().all(|r| r.len() >= need),
         None => false,
+    }
+}
+
+/// Prefetches `count` cache lines of `data` from line `first` (those that
+/// exist) into L1.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+fn prefetch_lines(data: &[u8], first: usize, count: usize) {
+    for line in first..first.saturating_add(count) {
+        if let Some(byte) = data.get(line.saturating_mul(64)) {
+            _mm_prefetch::<_MM_HINT_T0>((byte as *const u8).cast());
+        }
     }
 }
 
@@ -251,6 +286,7 @@ fn hsum_i32(v: __m256i) -> i32 {
 #[target_feature(enable = "avx2,fma,f16c")]
 fn int_tile<const K: u8, const NT: usize, const RT: usize>(
     w: &[&[u8]; NT],
+    next: &[u8],
     a: &[&[u8]; RT],
     nb: usize,
     out: &mut [f32; 8],
@@ -264,7 +300,9 @@ fn int_tile<const K: u8, const NT: usize, const RT: usize>(
     let wp: [*const u8; NT] = core::array::from_fn(|n| w[n].as_ptr());
     let ap: [*const u8; RT] = core::array::from_fn(|r| a[r].as_ptr());
     let mut acc = _mm256_setzero_ps();
+    let prefetch_step = next.len().div_ceil(64).div_ceil(nb.max(1));
     for b in 0..nb {
+        prefetch_lines(next, b * prefetch_step, prefetch_step);
         let mut wv = [_mm256_setzero_si256(); NT];
         let mut w_abs = [_mm256_setzero_si256(); NT];
         let mut dw = [0u16; NT];
@@ -414,6 +452,7 @@ fn hsum_ps(v: __m256) -> f32 {
 #[target_feature(enable = "avx2,fma,f16c")]
 fn flt_tile<const F: u8, const NT: usize, const RT: usize>(
     w: &[&[u8]; NT],
+    next: &[u8],
     x: &[&[f32]; RT],
     out: &mut [f32; 8],
 ) {
@@ -426,8 +465,10 @@ fn flt_tile<const F: u8, const NT: usize, const RT: usize>(
     }
     let mut acc = [[_mm256_setzero_ps(); NT]; RT];
     let full = cols / 8 * 8;
+    let prefetch_step = next.len().div_ceil(64).div_ceil((cols / 8).max(1));
     let mut k = 0;
     while k < full {
+        prefetch_lines(next, k / 8 * prefetch_step, prefetch_step);
         // SAFETY: k + 8 <= cols: the weight rows hold `cols` values, the
         // activation rows are `cols` long.
         let wv: [__m256; NT] =
@@ -532,8 +573,8 @@ fn kv_dot(ty: KvType, q: &[f32], row: &[u8]) -> f32 {
     let dim = q.len();
     let mut out = [0f32; 8];
     match ty {
-        KvType::F32 => flt_tile::<F_F32, 1, 1>(&[row], &[q], &mut out),
-        KvType::F16 => flt_tile::<F_F16, 1, 1>(&[row], &[q], &mut out),
+        KvType::F32 => flt_tile::<F_F32, 1, 1>(&[row], &[], &[q], &mut out),
+        KvType::F16 => flt_tile::<F_F16, 1, 1>(&[row], &[], &[q], &mut out),
         KvType::Q8_0 => {
             let nb = dim / QK;
             if !rows_hold(&[row], nb, 34) {
