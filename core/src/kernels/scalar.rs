@@ -24,25 +24,26 @@ fn f16_at(b: &[u8], at: usize) -> f32 {
 /// not written by `quantize_act`).
 #[inline]
 fn block_isum(kind: IntKind, w: &[u8], a: &[u8; QK], a_sum: i32) -> i32 {
-    let dot = |q: &mut dyn Iterator<Item = i32>| -> i32 {
-        q.zip(a.iter()).map(|(w, a)| w * i32::from(*a as i8)).sum()
-    };
+    let (lo, hi) = a.split_at(QK / 2);
+    let mut s = 0i32;
     match kind {
-        IntKind::Q8_0 => dot(&mut w.iter().skip(2).map(|q| i32::from(*q as i8))),
+        IntKind::Q8_0 => {
+            for (q, x) in w.get(2..).unwrap_or(&[]).iter().zip(a) {
+                s += i32::from(*q as i8) * i32::from(*x as i8);
+            }
+        }
         IntKind::Q4_0 | IntKind::Q4_1 => {
-            let qs = w.get(kind.block_bytes() - 16..).unwrap_or(&[]);
-            let nibbles = qs
-                .iter()
-                .map(|q| i32::from(q & 15))
-                .chain(qs.iter().map(|q| i32::from(q >> 4)));
-            let s = dot(&mut nibbles.into_iter());
+            let qs = w.get(kind.block_bytes() - QK / 2..).unwrap_or(&[]);
+            for ((q, x0), x1) in qs.iter().zip(lo).zip(hi) {
+                s += i32::from(q & 15) * i32::from(*x0 as i8)
+                    + i32::from(q >> 4) * i32::from(*x1 as i8);
+            }
             if kind == IntKind::Q4_0 {
-                s.wrapping_sub(a_sum.wrapping_mul(8))
-            } else {
-                s
+                s = s.wrapping_sub(a_sum.wrapping_mul(8));
             }
         }
     }
+    s
 }
 
 impl Isa for Scalar {
