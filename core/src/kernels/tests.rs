@@ -727,6 +727,37 @@ fn matmul_is_close_to_f64_on_dequantized_weights() {
     }
 }
 
+#[test]
+fn arbitrary_activation_bytes_do_not_panic() {
+    // Sums of i32::MIN, scales of NaN, values of -128: the quantized
+    // activations are caller memory, so nothing in them may panic (debug
+    // overflow checks included). Results are unspecified.
+    let mut rng = Rng(37);
+    for path in paths() {
+        let k = kernels(path);
+        for ty in INT_TYPES {
+            let case = Case::new(&mut rng, ty, 19, 64, 3, true);
+            let fmt = act_format(ty).unwrap();
+            for fill in [None, Some(0x80u8), Some(0xff), Some(0x7f)] {
+                let n = act_bytes(fmt, 3, 64).unwrap();
+                let q = match fill {
+                    None => rng.bytes(n),
+                    Some(b) => vec![b; n],
+                };
+                let act = Act {
+                    x: &[],
+                    q: &q,
+                    fmt,
+                    rows: 3,
+                    cols: 64,
+                };
+                let mut y = vec![0f32; 3 * 19];
+                k.matmul(&Threads(2), &case.matrix(), &act, &mut y).unwrap();
+            }
+        }
+    }
+}
+
 // ---------------------------------------------------------------------------
 // Tiling and threads.
 
