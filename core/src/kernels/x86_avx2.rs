@@ -233,11 +233,11 @@ unsafe fn load_weight_block<const K: u8>(p: *const u8) -> (__m256i, u16, u16) {
                 } else {
                     (0, p.add(2))
                 };
-                let packed = _mm_loadu_si128(qs.cast());
-                let mask = _mm_set1_epi8(0x0f);
-                let lo = _mm_and_si128(packed, mask);
-                let hi = _mm_and_si128(_mm_srli_epi16::<4>(packed), mask);
-                (_mm256_set_m128i(hi, lo), d, m)
+                // The 16 bytes in both halves; the upper half shifted right
+                // by 4 so its low nibbles are the high ones; then mask.
+                let packed = _mm256_broadcastsi128_si256(_mm_loadu_si128(qs.cast()));
+                let shifted = _mm256_srlv_epi64(packed, _mm256_setr_epi64x(0, 0, 4, 4));
+                (_mm256_and_si256(shifted, _mm256_set1_epi8(0x0f)), d, m)
             }
         }
     }
