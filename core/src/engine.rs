@@ -372,7 +372,7 @@ impl<'a> Engine<'a> {
                 .ok_or(Error::InvalidArgument {
                     what: "token row outside the embedding matrix",
                 })?;
-            crate::kernels::dequantize_row(embd.ty, src, &mut self.s.x[r * dim..(r + 1) * dim])?;
+            crate::quant::dequantize_row(embd.ty, src, &mut self.s.x[r * dim..(r + 1) * dim])?;
         }
 
         // RoPE angles for each row's position, shared by all layers.

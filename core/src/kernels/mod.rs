@@ -2,31 +2,93 @@
 //! for x86_64 AVX2 and aarch64 NEON (with and without dotprod), chosen once
 //! at run time.
 //!
-#![allow(clippy::needless_range_loop)]
-//! INTERIM: this file is a plain reference implementation with the
-//! contracted API, used to bring up the forward pass; the SIMD kernels
-//! replace it.
+//! # Dispatch
+//!
+//! [`CpuFeatures`] says what the CPU can do (the host layer detects it with
+//! cpuid / hwcaps and vouches for it through the unsafe
+//! [`CpuFeatures::assume`]; core alone only knows the compile-time
+//! `cfg!(target_feature)` set). [`Kernels::new`] picks the best
+//! [`KernelPath`] or the one a caller forces, and refuses a path the
+//! features lack, so a SIMD body can never run on a CPU without its
+//! instructions. Every public operation checks its lengths, then calls the
+//! chosen path's body.
+//!
+//! # Matrix multiplication
+//!
+//! Weights are used in place, in their stored block format. Quantized
+//! weights (Q8_0, Q4_0, Q4_1) multiply activations quantized per 32-value
+//! block ([`Kernels::quantize_act`]) with integer dot products; the f32
+//! formats (F32, F16, BF16) multiply f32 activations with f32 FMAs.
+//!
+//! The integer paths are **bit-identical across every path** (scalar,
+//! AVX2, NEON, NEON dotprod): each 32-block's integer dot product is exact,
+//! and the f32 part is the same sequence of roundings everywhere, one output
+//! at a time, block after block:
+//!
+//! ```text
+//! Q8_0 x Q8_0, Q4_0 x Q8_0:  acc = acc + (d_w * d_a) * (isum as f32)
+//! Q4_1 x Q8_1:               acc = acc + ((d_w * d_a) * (isum as f32) + m_w * s_a)
+//! ```
+//!
+//! (`isum` = the block's integer dot product, `s_a` = `d_a * sum(q_a)`; for
+//! Q4_0 `isum = sum(q * a) - 8 * sum(a)`). The f32-weight paths accumulate
+//! in 8 lanes with FMA and differ from the scalar reference by rounding
+//! only; see the tests for the bounds.
+//!
+//! Work is split by output feature: [`Kernels::matmul`] hands `par.threads()`
+//! contiguous ranges of weight rows to [`Parallel::run`]. Each output is
+//! computed by the same instruction sequence whichever tile, remainder path
+//! or thread computes it, so results are bit-identical for any thread count.
+//!
+//! # Activation layout
+//!
+//! [`ActFormat::Q8_0`] and [`ActFormat::Q8_1`] activations are private to
+//! this module: [`act_bytes`] says how many bytes they take and
+//! [`Kernels::quantize_act`] writes them. (Today: per 32-value block, 32 x
+//! i8, the f32 scale, and the integer sum (Q8_0) or `d * sum` (Q8_1), native
+//! endian; a block is 40 bytes.) Quantized values are in `-127..=127`.
 
-use crate::error::{Error, Result};
+mod act;
+mod matmul;
+mod out;
+mod scalar;
+
+#[cfg(target_arch = "aarch64")]
+mod aarch64_neon;
+#[cfg(target_arch = "x86_64")]
+mod x86_avx2;
+
+#[cfg(test)]
+mod tests;
+
 use crate::gguf::GgmlType;
-use crate::kv::KvType;
 use crate::parallel::Parallel;
+use crate::{Error, Result};
 
-/// A kernel implementation family.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// A family of kernel bodies. Each needs some CPU features; see
+/// [`CpuFeatures::supports`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum KernelPath {
-    /// Portable scalar code.
+    /// Portable Rust; the reference every other path is tested against.
     Scalar,
-    /// x86_64 AVX2 + FMA + F16C.
+    /// x86_64 AVX2 with FMA and F16C.
     Avx2,
-    /// aarch64 NEON.
+    /// aarch64 Advanced SIMD.
     Neon,
-    /// aarch64 NEON with the dot-product extension.
+    /// aarch64 Advanced SIMD with the dot-product extension (`sdot`).
     NeonDotprod,
 }
 
 impl KernelPath {
-    /// Command-line name.
+    /// Every path, portable first.
+    pub const ALL: [KernelPath; 4] = [
+        KernelPath::Scalar,
+        KernelPath::Avx2,
+        KernelPath::Neon,
+        KernelPath::NeonDotprod,
+    ];
+
+    /// Stable name: `"scalar"`, `"avx2"`, `"neon"`, `"neon-dotprod"`.
     pub fn name(&self) -> &'static str {
         match self {
             KernelPath::Scalar => "scalar",
@@ -36,21 +98,27 @@ impl KernelPath {
         }
     }
 
-    /// Parses [`KernelPath::name`].
+    /// The path named `name` (as [`KernelPath::name`] spells it, ASCII case
+    /// ignored).
     pub fn from_name(name: &str) -> Option<Self> {
-        [
-            KernelPath::Scalar,
-            KernelPath::Avx2,
-            KernelPath::Neon,
-            KernelPath::NeonDotprod,
-        ]
-        .into_iter()
-        .find(|p| p.name() == name)
+        KernelPath::ALL
+            .into_iter()
+            .find(|p| p.name().eq_ignore_ascii_case(name))
     }
 }
 
-/// CPU features the kernels may use.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+impl core::fmt::Display for KernelPath {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The CPU features the kernels care about.
+///
+/// A value that claims a feature is a promise that the running CPU has it:
+/// only [`CpuFeatures::compile_time`] (the build already requires them) and
+/// the unsafe [`CpuFeatures::assume`] create such values.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub struct CpuFeatures {
     avx2: bool,
     fma: bool,
@@ -60,7 +128,7 @@ pub struct CpuFeatures {
 }
 
 impl CpuFeatures {
-    /// No features: scalar only.
+    /// No features: only the scalar path.
     pub const fn none() -> Self {
         CpuFeatures {
             avx2: false,
@@ -71,16 +139,27 @@ impl CpuFeatures {
         }
     }
 
-    /// Features enabled at compile time.
+    /// The features this build already requires of every CPU it runs on
+    /// (`cfg!(target_feature = ...)`), e.g. NEON on aarch64, AVX2 with
+    /// `-C target-cpu=native` on a recent x86.
     pub fn compile_time() -> Self {
-        CpuFeatures::none()
+        CpuFeatures {
+            avx2: cfg!(all(target_arch = "x86_64", target_feature = "avx2")),
+            fma: cfg!(all(target_arch = "x86_64", target_feature = "fma")),
+            f16c: cfg!(all(target_arch = "x86_64", target_feature = "f16c")),
+            neon: cfg!(all(target_arch = "aarch64", target_feature = "neon")),
+            dotprod: cfg!(all(target_arch = "aarch64", target_feature = "dotprod")),
+        }
     }
 
-    /// Features as detected by the host.
+    /// Features detected at run time by the host layer.
     ///
     /// # Safety
     ///
-    /// The CPU running this process must have every feature claimed.
+    /// The CPU this process runs on must have every feature passed as
+    /// `true` (x86_64: `avx2`, `fma`, `f16c`; aarch64: `neon`, `dotprod`), and
+    /// the operating system must preserve the registers they use. Kernels
+    /// built from these features execute those instructions.
     pub unsafe fn assume(avx2: bool, fma: bool, f16c: bool, neon: bool, dotprod: bool) -> Self {
         CpuFeatures {
             avx2,
@@ -91,167 +170,59 @@ impl CpuFeatures {
         }
     }
 
-    /// The fastest path these features allow.
-    pub fn best_path(&self) -> KernelPath {
-        KernelPath::Scalar
+    /// Whether `path` can run: the build targets its architecture and the
+    /// CPU has its features.
+    pub fn supports(&self, path: KernelPath) -> bool {
+        match path {
+            KernelPath::Scalar => true,
+            KernelPath::Avx2 => cfg!(target_arch = "x86_64") && self.avx2 && self.fma && self.f16c,
+            KernelPath::Neon => cfg!(target_arch = "aarch64") && self.neon,
+            KernelPath::NeonDotprod => cfg!(target_arch = "aarch64") && self.neon && self.dotprod,
+        }
     }
 
-    /// Whether `path` can run.
-    pub fn supports(&self, path: KernelPath) -> bool {
-        path == KernelPath::Scalar
+    /// The fastest supported path.
+    pub fn best_path(&self) -> KernelPath {
+        [KernelPath::NeonDotprod, KernelPath::Neon, KernelPath::Avx2]
+            .into_iter()
+            .find(|p| self.supports(*p))
+            .unwrap_or(KernelPath::Scalar)
     }
 }
 
-/// The kernel table chosen at init.
+/// The kernel bodies chosen for this CPU: every operation of the engine's
+/// hot loop, with lengths checked.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Kernels {
+    /// Invariant: the running CPU supports `path` (see [`Kernels::new`]).
     path: KernelPath,
 }
 
-/// How a matmul wants its activations.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ActFormat {
-    /// Plain f32.
-    F32,
-    /// Q8_0 blocks.
-    Q8_0,
-    /// Q8_1 blocks.
-    Q8_1,
-}
-
-/// The activation format the matmul of a `weight`-typed matrix needs.
-pub fn act_format(weight: GgmlType) -> Result<ActFormat> {
-    match weight {
-        GgmlType::Q8_0 | GgmlType::Q4_0 => Ok(ActFormat::Q8_0),
-        GgmlType::Q4_1 => Ok(ActFormat::Q8_1),
-        GgmlType::F32 | GgmlType::F16 | GgmlType::BF16 => Ok(ActFormat::F32),
-        _ => Err(Error::InvalidArgument {
-            what: "no kernel reads this weight type",
-        }),
-    }
-}
-
-/// Bytes of quantized activations for `rows` rows of `cols` values.
-pub fn act_bytes(fmt: ActFormat, rows: usize, cols: usize) -> Option<usize> {
-    let per_block = match fmt {
-        ActFormat::F32 => return Some(0),
-        ActFormat::Q8_0 => 34,
-        ActFormat::Q8_1 => 36,
-    };
-    if cols % 32 != 0 {
-        return None;
-    }
-    rows.checked_mul(cols / 32)?.checked_mul(per_block)
-}
-
-/// A weight matrix read in place: row `n` holds `cols` values.
-#[derive(Clone, Copy, Debug)]
-pub struct Matrix<'a> {
-    /// Raw bytes, rows back to back.
-    pub data: &'a [u8],
-    /// Element type.
-    pub ty: GgmlType,
-    /// Rows (output features).
-    pub rows: usize,
-    /// Values per row (input features).
-    pub cols: usize,
-}
-
-/// Activations: `rows` rows of `cols` values, and their quantized form.
-#[derive(Clone, Copy, Debug)]
-pub struct Act<'a> {
-    /// f32 values, row-major.
-    pub x: &'a [f32],
-    /// Quantized values as written by [`Kernels::quantize_act`].
-    pub q: &'a [u8],
-    /// Format of `q`.
-    pub fmt: ActFormat,
-    /// Rows.
-    pub rows: usize,
-    /// Values per row.
-    pub cols: usize,
-}
-
-fn f16_at(b: &[u8], i: usize) -> f32 {
-    half::f16::from_le_bytes([b[i], b[i + 1]]).to_f32()
-}
-
-/// Dequantizes `n` values of type `ty` from `src`.
-fn dequant(ty: GgmlType, src: &[u8], out: &mut [f32]) -> Result<()> {
-    let n = out.len();
-    match ty {
-        GgmlType::F32 => {
-            for (i, o) in out.iter_mut().enumerate() {
-                *o = f32::from_le_bytes([
-                    src[4 * i],
-                    src[4 * i + 1],
-                    src[4 * i + 2],
-                    src[4 * i + 3],
-                ]);
-            }
-        }
-        GgmlType::F16 => {
-            for (i, o) in out.iter_mut().enumerate() {
-                *o = f16_at(src, 2 * i);
-            }
-        }
-        GgmlType::BF16 => {
-            for (i, o) in out.iter_mut().enumerate() {
-                *o = half::bf16::from_le_bytes([src[2 * i], src[2 * i + 1]]).to_f32();
-            }
-        }
-        GgmlType::Q8_0 => {
-            for b in 0..n / 32 {
-                let blk = &src[b * 34..b * 34 + 34];
-                let d = f16_at(blk, 0);
-                for j in 0..32 {
-                    out[b * 32 + j] = d * (blk[2 + j] as i8) as f32;
-                }
-            }
-        }
-        GgmlType::Q4_0 => {
-            for b in 0..n / 32 {
-                let blk = &src[b * 18..b * 18 + 18];
-                let d = f16_at(blk, 0);
-                for j in 0..16 {
-                    out[b * 32 + j] = ((blk[2 + j] & 15) as i32 - 8) as f32 * d;
-                    out[b * 32 + j + 16] = ((blk[2 + j] >> 4) as i32 - 8) as f32 * d;
-                }
-            }
-        }
-        GgmlType::Q4_1 => {
-            for b in 0..n / 32 {
-                let blk = &src[b * 20..b * 20 + 20];
-                let d = f16_at(blk, 0);
-                let m = f16_at(blk, 2);
-                for j in 0..16 {
-                    out[b * 32 + j] = (blk[4 + j] & 15) as f32 * d + m;
-                    out[b * 32 + j + 16] = (blk[4 + j] >> 4) as f32 * d + m;
-                }
-            }
-        }
-        _ => {
-            return Err(Error::InvalidArgument {
-                what: "no kernel reads this type",
-            })
-        }
-    }
-    Ok(())
-}
-
 impl Kernels {
-    /// Chooses the kernels for `features`, or the forced path.
+    /// The best path `features` allow, or `force` if given.
+    ///
+    /// Forcing a path the features (or the build's architecture) lack is an
+    /// error, never undefined behaviour.
     pub fn new(features: &CpuFeatures, force: Option<KernelPath>) -> Result<Kernels> {
-        let path = force.unwrap_or(features.best_path());
+        let path = force.unwrap_or_else(|| features.best_path());
         if !features.supports(path) {
             return Err(Error::InvalidArgument {
-                what: "the CPU does not support the forced kernel path",
+                what: match path {
+                    KernelPath::Scalar => "kernel path scalar is not supported",
+                    KernelPath::Avx2 => {
+                        "kernel path avx2 needs an x86_64 build and a CPU with AVX2, FMA and F16C"
+                    }
+                    KernelPath::Neon => "kernel path neon needs an aarch64 build and NEON",
+                    KernelPath::NeonDotprod => {
+                        "kernel path neon-dotprod needs an aarch64 build and a CPU with dotprod"
+                    }
+                },
             });
         }
         Ok(Kernels { path })
     }
 
-    /// Scalar kernels.
+    /// The portable reference path.
     pub fn scalar() -> Kernels {
         Kernels {
             path: KernelPath::Scalar,
@@ -262,177 +233,188 @@ impl Kernels {
     pub fn path(&self) -> KernelPath {
         self.path
     }
+}
 
-    /// Quantizes activation rows.
+/// What a weight type's matmul wants its activations as.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ActFormat {
+    /// Plain f32 rows (for F32, F16 and BF16 weights).
+    F32,
+    /// 8-bit blocks with a scale and the block's integer sum (for Q8_0 and
+    /// Q4_0 weights).
+    Q8_0,
+    /// 8-bit blocks with a scale and `scale * sum` (for Q4_1 weights).
+    Q8_1,
+}
+
+/// The activation format `weight`'s matmul reads: Q8_0 and Q4_0 take
+/// [`ActFormat::Q8_0`], Q4_1 takes [`ActFormat::Q8_1`], F32, F16 and BF16
+/// take [`ActFormat::F32`]. Other types have no matmul: an error.
+pub fn act_format(weight: GgmlType) -> Result<ActFormat> {
+    match weight {
+        GgmlType::Q8_0 | GgmlType::Q4_0 => Ok(ActFormat::Q8_0),
+        GgmlType::Q4_1 => Ok(ActFormat::Q8_1),
+        GgmlType::F32 | GgmlType::F16 | GgmlType::BF16 => Ok(ActFormat::F32),
+        _ => Err(Error::InvalidArgument {
+            what: "no matmul kernel for this weight type",
+        }),
+    }
+}
+
+/// Bytes of `rows` activation rows of `cols` values quantized as `fmt`
+/// (0 for [`ActFormat::F32`], which is read from the f32 rows directly).
+/// `None` if `cols` is not a multiple of 32 for a quantized format, or the
+/// size overflows.
+pub fn act_bytes(fmt: ActFormat, rows: usize, cols: usize) -> Option<usize> {
+    match fmt {
+        ActFormat::F32 => Some(0),
+        ActFormat::Q8_0 | ActFormat::Q8_1 => rows.checked_mul(act::row_bytes(cols)?),
+    }
+}
+
+/// A weight matrix read in place: `rows` output features, each a row of
+/// `cols` values of `ty` at byte offset `n * row_bytes` of `data`.
+#[derive(Clone, Copy, Debug)]
+pub struct Matrix<'a> {
+    /// The rows, back to back (any alignment).
+    pub data: &'a [u8],
+    /// Element type.
+    pub ty: GgmlType,
+    /// Output features (GGUF `ne[1]`).
+    pub rows: usize,
+    /// Values per row (GGUF `ne[0]`).
+    pub cols: usize,
+}
+
+/// Activations for [`Kernels::matmul`]: `rows` batch rows of `cols` values.
+#[derive(Clone, Copy, Debug)]
+pub struct Act<'a> {
+    /// `rows * cols` f32, row-major; read when `fmt` is [`ActFormat::F32`]
+    /// (may be empty otherwise).
+    pub x: &'a [f32],
+    /// The output of [`Kernels::quantize_act`] for the same rows; read when
+    /// `fmt` is quantized (may be empty otherwise).
+    pub q: &'a [u8],
+    /// Which of the two is read; must be `act_format(weight type)`.
+    pub fmt: ActFormat,
+    /// Batch rows.
+    pub rows: usize,
+    /// Values per row.
+    pub cols: usize,
+}
+
+/// Element type of cached keys and values (defined with the KV cache).
+pub use crate::kv::KvType;
+
+const fn bad(what: &'static str) -> Error {
+    Error::InvalidArgument { what }
+}
+
+/// `n` rows of `row_bytes` at `stride` fit in `len` bytes.
+fn rows_fit(n: usize, row_bytes: usize, stride: usize, len: usize) -> Result<()> {
+    if n == 0 {
+        return Ok(());
+    }
+    if stride < row_bytes {
+        return Err(bad("KV stride is smaller than a row"));
+    }
+    let end = (n - 1)
+        .checked_mul(stride)
+        .and_then(|v| v.checked_add(row_bytes))
+        .ok_or(Error::Overflow { what: "KV rows" })?;
+    if end > len {
+        return Err(bad("KV rows extend past the end of the cache bytes"));
+    }
+    Ok(())
+}
+
+impl Kernels {
+    /// Quantizes the rows of `x` (each `cols` values) as `fmt` into `out`,
+    /// which must be exactly `act_bytes(fmt, x.len() / cols, cols)` bytes.
+    ///
+    /// Per 32-value block: `d = amax / 127`, `q = round_half_away(x / d)`
+    /// computed as `x * (1 / d)` (ggml's Q8_0 rule), with `d` kept as f32.
+    /// All paths write identical bytes for finite inputs. Nothing to do (and
+    /// `out` must be empty) for [`ActFormat::F32`].
     pub fn quantize_act(
         &self,
-        _fmt: ActFormat,
-        _x: &[f32],
-        _cols: usize,
-        _out: &mut [u8],
+        fmt: ActFormat,
+        x: &[f32],
+        cols: usize,
+        out: &mut [u8],
     ) -> Result<()> {
+        if cols == 0 || !x.len().is_multiple_of(cols) {
+            return Err(bad(
+                "quantize_act: x.len() is not a multiple of cols (or cols is 0)",
+            ));
+        }
+        let rows = x.len() / cols;
+        let need =
+            act_bytes(fmt, rows, cols).ok_or(bad("quantize_act: cols is not a multiple of 32"))?;
+        if out.len() != need {
+            return Err(bad("quantize_act: out.len() != act_bytes(fmt, rows, cols)"));
+        }
+        if fmt == ActFormat::F32 || rows == 0 {
+            return Ok(());
+        }
+        let row_bytes = need / rows;
+        for (xr, or) in x.chunks_exact(cols).zip(out.chunks_exact_mut(row_bytes)) {
+            self.with_isa(|isa| isa.quantize_act_row(fmt == ActFormat::Q8_1, xr, or));
+        }
         Ok(())
     }
 
-    /// `y[r * w.rows + n] = sum_k W[n][k] * x[r][k]`.
-    pub fn matmul(
-        &self,
-        _par: &dyn Parallel,
-        w: &Matrix<'_>,
-        x: &Act<'_>,
-        y: &mut [f32],
-    ) -> Result<()> {
+    /// `y[r * w.rows + n] = sum_k W[n][k] * x[r][k]` for every batch row `r`
+    /// and output feature `n`.
+    ///
+    /// Checks, each an error: `x.fmt == act_format(w.ty)`, `x.cols ==
+    /// w.cols`, `w.data.len() == w.rows * row bytes`, the activation
+    /// buffer exactly `x.rows` rows (`x.x` for F32, `x.q` of
+    /// [`act_bytes`] otherwise), `y.len() == x.rows * w.rows`. Runs
+    /// `par.threads()` tasks, each owning a contiguous range of `n`; the
+    /// result does not depend on the thread count. An error is also
+    /// returned if `par` does not run every task.
+    pub fn matmul(&self, par: &dyn Parallel, w: &Matrix, x: &Act, y: &mut [f32]) -> Result<()> {
+        let fmt = act_format(w.ty)?;
+        if x.fmt != fmt {
+            return Err(bad(
+                "matmul: activation format does not match the weight type",
+            ));
+        }
+        if x.cols != w.cols {
+            return Err(bad("matmul: activation and weight column counts differ"));
+        }
         let row_bytes =
             w.ty.row_bytes(w.cols as u64)
-                .ok_or(Error::InvalidArgument {
-                    what: "matmul cols",
-                })? as usize;
-        if x.cols != w.cols
-            || x.x.len() < x.rows * x.cols
-            || y.len() < x.rows * w.rows
-            || w.data.len() < w.rows * row_bytes
-        {
-            return Err(Error::InvalidArgument {
-                what: "matmul shapes",
-            });
+                .and_then(|b| usize::try_from(b).ok())
+                .ok_or(bad("matmul: weight row is not a whole number of blocks"))?;
+        if Some(w.data.len()) != w.rows.checked_mul(row_bytes) {
+            return Err(bad("matmul: weight data length != rows * row bytes"));
         }
-        let mut tmp = [0f32; 8192];
-        let wrow = &mut tmp[..w.cols];
-        let mut xq_store = [0f32; 64 * 1536];
-        let xs: &[f32] = if x.fmt == ActFormat::F32 || option_env!("ALM_NOQ").is_some() {
-            x.x
-        } else {
-            let xq = &mut xq_store[..x.rows * x.cols];
-            for (o, chunk) in xq.chunks_mut(32).zip(x.x.chunks(32)) {
-                let amax = chunk.iter().fold(0f32, |m, v| m.max(v.abs()));
-                let d = amax / 127.0;
-                let id = if amax != 0.0 { 127.0 / amax } else { 0.0 };
-                let dh = half::f16::from_f32(d).to_f32();
-                for (oo, v) in o.iter_mut().zip(chunk) {
-                    *oo = libm::rintf(v * id) * dh;
+        match fmt {
+            ActFormat::F32 => {
+                if Some(x.x.len()) != x.rows.checked_mul(x.cols) {
+                    return Err(bad("matmul: x.x.len() != rows * cols"));
                 }
             }
-            xq
-        };
-        if (w.ty == GgmlType::Q8_0 || w.ty == GgmlType::Q4_0)
-            && x.fmt == ActFormat::Q8_0
-            && option_env!("ALM_NOQ").is_none()
-        {
-            let mut qx = [0i8; 64 * 1536];
-            let mut dx = [0f32; 4096];
-            let nbk = x.cols / 32;
-            for r in 0..x.rows {
-                for bk in 0..nbk {
-                    let chunk = &x.x[r * x.cols + bk * 32..r * x.cols + bk * 32 + 32];
-                    let amax = chunk.iter().fold(0f32, |m, v| m.max(v.abs()));
-                    let id = if amax != 0.0 { 127.0 / amax } else { 0.0 };
-                    for j in 0..32 {
-                        qx[r * x.cols + bk * 32 + j] = libm::rintf(chunk[j] * id) as i8;
-                    }
-                    dx[r * nbk + bk] = half::f16::from_f32(amax / 127.0).to_f32();
+            _ => {
+                if Some(x.q.len()) != act_bytes(fmt, x.rows, x.cols) {
+                    return Err(bad("matmul: x.q.len() != act_bytes(fmt, rows, cols)"));
                 }
             }
-            let bb = if w.ty == GgmlType::Q8_0 { 34 } else { 18 };
-            for n in 0..w.rows {
-                let wr = &w.data[n * row_bytes..(n + 1) * row_bytes];
-                for r in 0..x.rows {
-                    let mut acc = [0f32; 8];
-                    for bk in 0..nbk {
-                        let blk = &wr[bk * bb..bk * bb + bb];
-                        let mut wq = [0i32; 32];
-                        if w.ty == GgmlType::Q8_0 {
-                            for j in 0..32 {
-                                wq[j] = blk[2 + j] as i8 as i32;
-                            }
-                        } else {
-                            for j in 0..16 {
-                                wq[j] = (blk[2 + j] & 15) as i32 - 8;
-                                wq[j + 16] = (blk[2 + j] >> 4) as i32 - 8;
-                            }
-                        }
-                        let dd = f16_at(blk, 0) * dx[r * nbk + bk];
-                        for l in 0..8 {
-                            let mut isum = 0i32;
-                            for j in 4 * l..4 * l + 4 {
-                                isum += wq[j] * qx[r * x.cols + bk * 32 + j] as i32;
-                            }
-                            acc[l] = libm::fmaf(dd, isum as f32, acc[l]);
-                        }
-                    }
-                    y[r * w.rows + n] = ((acc[0] + acc[4]) + (acc[2] + acc[6]))
-                        + ((acc[1] + acc[5]) + (acc[3] + acc[7]));
-                }
-            }
+        }
+        if Some(y.len()) != x.rows.checked_mul(w.rows) {
+            return Err(bad("matmul: y.len() != x.rows * w.rows"));
+        }
+        if y.is_empty() {
             return Ok(());
         }
-        if w.ty == GgmlType::Q4_1 && x.fmt == ActFormat::Q8_1 && option_env!("ALM_NOQ").is_none() {
-            // ggml-exact block formula: d_w*d_x*sum(q_w q_x) + m_w * f16(d_x32 * sum q_x)
-            let mut qx = [0i8; 64 * 1536];
-            let mut dx = [0f32; 4096];
-            let mut sx = [0f32; 4096];
-            let nbk = x.cols / 32;
-            for r in 0..x.rows {
-                for bk in 0..nbk {
-                    let chunk = &x.x[r * x.cols + bk * 32..r * x.cols + bk * 32 + 32];
-                    let amax = chunk.iter().fold(0f32, |m, v| m.max(v.abs()));
-                    let d = amax / 127.0;
-                    let id = if amax != 0.0 { 127.0 / amax } else { 0.0 };
-                    let mut sum = 0i32;
-                    for j in 0..32 {
-                        let q = libm::rintf(chunk[j] * id) as i32;
-                        qx[r * x.cols + bk * 32 + j] = q as i8;
-                        sum += q;
-                    }
-                    dx[r * nbk + bk] = half::f16::from_f32(d).to_f32();
-                    sx[r * nbk + bk] = half::f16::from_f32(d * sum as f32).to_f32();
-                }
-            }
-            for n in 0..w.rows {
-                let wr = &w.data[n * row_bytes..(n + 1) * row_bytes];
-                for r in 0..x.rows {
-                    let mut acc = [0f32; 8];
-                    let mut summs = 0f32;
-                    for bk in 0..nbk {
-                        let blk = &wr[bk * 20..bk * 20 + 20];
-                        let dw = f16_at(blk, 0);
-                        let mw = f16_at(blk, 2);
-                        let mut wq = [0i32; 32];
-                        for j in 0..16 {
-                            wq[j] = (blk[4 + j] & 15) as i32;
-                            wq[j + 16] = (blk[4 + j] >> 4) as i32;
-                        }
-                        let dd = dw * dx[r * nbk + bk];
-                        for l in 0..8 {
-                            let mut isum = 0i32;
-                            for j in 4 * l..4 * l + 4 {
-                                isum += wq[j] * qx[r * x.cols + bk * 32 + j] as i32;
-                            }
-                            acc[l] = libm::fmaf(dd, isum as f32, acc[l]);
-                        }
-                        summs += mw * sx[r * nbk + bk];
-                    }
-                    let h = ((acc[0] + acc[4]) + (acc[2] + acc[6]))
-                        + ((acc[1] + acc[5]) + (acc[3] + acc[7]));
-                    y[r * w.rows + n] = h + summs;
-                }
-            }
-            return Ok(());
-        }
-        for n in 0..w.rows {
-            dequant(w.ty, &w.data[n * row_bytes..(n + 1) * row_bytes], wrow)?;
-            for r in 0..x.rows {
-                let xr = &xs[r * x.cols..(r + 1) * x.cols];
-                let mut s = 0.0f64;
-                for k in 0..w.cols {
-                    s += (wrow[k] * xr[k]) as f64;
-                }
-                y[r * w.rows + n] = s as f32;
-            }
-        }
-        Ok(())
+        let job = matmul::Job::new(w, x, row_bytes);
+        self.with_isa(|isa| matmul::run(isa, par, &job, y))
     }
 
-    /// Dot products of `q` with `out.len()` cached rows at `stride` bytes.
+    /// `out[t] = dot(q, K_t)` for `t` in `0..out.len()`, where `K_t` is the
+    /// row of `q.len()` values of `ty` at byte offset `t * stride` of `k`.
     pub fn kv_scores(
         &self,
         ty: KvType,
@@ -441,16 +423,20 @@ impl Kernels {
         stride: usize,
         out: &mut [f32],
     ) -> Result<()> {
-        let mut tmp = [0f32; 1024];
-        let row = &mut tmp[..q.len()];
-        for (t, o) in out.iter_mut().enumerate() {
-            kv_load(ty, &k[t * stride..], row)?;
-            *o = row.iter().zip(q).map(|(a, b)| a * b).sum();
-        }
+        let row = ty.row_bytes(q.len()).ok_or(bad(
+            "kv_scores: head dimension is not a whole number of blocks",
+        ))?;
+        rows_fit(out.len(), row, stride, k.len())?;
+        self.with_isa(|isa| isa.kv_scores(ty, q, k, stride, out));
         Ok(())
     }
 
-    /// `acc += sum_t p[t] * V_t`.
+    /// `acc += sum_t p[t] * V_t` for `t` in `0..p.len()`, where `V_t` is the
+    /// row of `acc.len()` values of `ty` at byte offset `t * stride` of `v`.
+    ///
+    /// Each element is updated `acc = acc + p[t] * v` in order of `t` (a
+    /// multiply and an add, not fused), so every path gives identical
+    /// results.
     pub fn kv_accumulate(
         &self,
         ty: KvType,
@@ -459,56 +445,55 @@ impl Kernels {
         stride: usize,
         acc: &mut [f32],
     ) -> Result<()> {
-        let mut tmp = [0f32; 1024];
-        let row = &mut tmp[..acc.len()];
-        for (t, &pt) in p.iter().enumerate() {
-            kv_load(ty, &v[t * stride..], row)?;
-            for (a, r) in acc.iter_mut().zip(row.iter()) {
-                *a += pt * r;
-            }
-        }
+        let row = ty.row_bytes(acc.len()).ok_or(bad(
+            "kv_accumulate: head dimension is not a whole number of blocks",
+        ))?;
+        rows_fit(p.len(), row, stride, v.len())?;
+        self.with_isa(|isa| isa.kv_accumulate(ty, p, v, stride, acc));
         Ok(())
     }
 
-    /// Stores one row in the KV element type.
+    /// Writes `x` as one row of `ty` into `out` (exactly `ty.row_bytes(x.len())`
+    /// bytes): F16 rounds to nearest even (like F16C), Q8_0 follows ggml's
+    /// `quantize_row_q8_0_ref`, F32 is copied.
     pub fn kv_store(&self, ty: KvType, x: &[f32], out: &mut [u8]) -> Result<()> {
+        let row = ty
+            .row_bytes(x.len())
+            .ok_or(bad("kv_store: row is not a whole number of blocks"))?;
+        if out.len() != row {
+            return Err(bad("kv_store: out.len() != row bytes"));
+        }
         match ty {
-            KvType::F32 => {
-                for (i, v) in x.iter().enumerate() {
-                    out[4 * i..4 * i + 4].copy_from_slice(&v.to_le_bytes());
-                }
-            }
-            KvType::F16 => {
-                for (i, v) in x.iter().enumerate() {
-                    out[2 * i..2 * i + 2].copy_from_slice(&half::f16::from_f32(*v).to_le_bytes());
-                }
-            }
-            KvType::Q8_0 => {
-                for (b, chunk) in x.chunks(32).enumerate() {
-                    let amax = chunk.iter().fold(0f32, |m, v| m.max(v.abs()));
-                    let d = amax / 127.0;
-                    let id = if d != 0.0 { 1.0 / d } else { 0.0 };
-                    let blk = &mut out[b * 34..b * 34 + 34];
-                    blk[..2].copy_from_slice(&half::f16::from_f32(d).to_le_bytes());
-                    for (j, v) in chunk.iter().enumerate() {
-                        blk[2 + j] = (libm::roundf(v * id) as i8) as u8;
-                    }
-                }
-            }
+            KvType::F16 => self.with_isa(|isa| isa.kv_store_f16(x, out)),
+            KvType::Q8_0 => crate::quant::quantize_row(GgmlType::Q8_0, x, out)?,
+            KvType::F32 => crate::quant::quantize_row(GgmlType::F32, x, out)?,
         }
         Ok(())
     }
-}
 
-fn kv_load(ty: KvType, src: &[u8], out: &mut [f32]) -> Result<()> {
-    match ty {
-        KvType::F32 => dequant(GgmlType::F32, src, out),
-        KvType::F16 => dequant(GgmlType::F16, src, out),
-        KvType::Q8_0 => dequant(GgmlType::Q8_0, src, out),
+    /// Runs `f` with the instruction-set token of this path.
+    fn with_isa<R>(&self, f: impl FnOnce(&dyn matmul::Isa) -> R) -> R {
+        match self.path {
+            #[cfg(target_arch = "x86_64")]
+            KernelPath::Avx2 => {
+                // SAFETY: `Kernels` only holds `Avx2` when `CpuFeatures`
+                // (whose constructors vouch for the CPU) supports it.
+                let isa = unsafe { x86_avx2::Avx2::new() };
+                f(&isa)
+            }
+            #[cfg(target_arch = "aarch64")]
+            KernelPath::Neon => {
+                // SAFETY: as above, the CPU has NEON.
+                let isa = unsafe { aarch64_neon::Neon::<false>::new() };
+                f(&isa)
+            }
+            #[cfg(target_arch = "aarch64")]
+            KernelPath::NeonDotprod => {
+                // SAFETY: as above, the CPU has NEON and dotprod.
+                let isa = unsafe { aarch64_neon::Neon::<true>::new() };
+                f(&isa)
+            }
+            _ => f(&scalar::Scalar),
+        }
     }
-}
-
-/// Dequantizes a row (interim helper used by the embedding lookup).
-pub fn dequantize_row(ty: GgmlType, src: &[u8], out: &mut [f32]) -> Result<()> {
-    dequant(ty, src, out)
 }

@@ -1,0 +1,884 @@
+//! aarch64 NEON bodies, with and without the dot-product extension.
+//!
+//! Integer matmul, per 32-value block and output pair, exact in 32 bits:
+//! * plain NEON: `vmull_s8` + `vmlal_high_s8` (two products per i16 lane,
+//!   at most 2 * 128 * 127 = 32512, no overflow), then `vpadalq_s16`;
+//! * dotprod: two `sdot` (reached through `asm!`: the intrinsic is not
+//!   stable).
+//!
+//! A tile reduces the block sums of 8 outputs with `vpaddq_s32` and does the
+//! f32 part in the scalar reference's order of roundings, so results are
+//! bit-identical to the scalar path (and to AVX2). F16 <-> f32 conversions
+//! use `fcvtl` / `fcvtn` through `asm!` (their intrinsics need the unstable
+//! `f16` type); both are base ARMv8 instructions.
+//!
+//! The bodies are `#[target_feature(enable = "neon")]` functions generic
+//! over `DOT`; `sdot` is assembled with `.arch_extension dotprod`, so the
+//! body compiles whether or not it is inlined into its `"neon,dotprod"`
+//! wrapper. They are reached only through [`Neon`], a token that exists only
+//! when the CPU has the features.
+
+use core::arch::aarch64::*;
+use core::arch::asm;
+
+use super::act::{self, BLOCK_BYTES, D_AT, S_AT};
+use super::matmul::{FltKind, IntKind, Isa};
+use super::KvType;
+use crate::quant::{f16_to_f32, QK};
+
+/// Proof that the running CPU has NEON, and dotprod if `DOT`.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Neon<const DOT: bool> {
+    _private: (),
+}
+
+impl<const DOT: bool> Neon<DOT> {
+    /// # Safety
+    ///
+    /// The running CPU must support NEON, and the dot-product extension
+    /// (`FEAT_DotProd`) if `DOT`.
+    pub(crate) unsafe fn new() -> Self {
+        Neon { _private: () }
+    }
+}
+
+const K_Q8_0: u8 = 0;
+const K_Q4_0: u8 = 1;
+const K_Q4_1: u8 = 2;
+
+const F_F32: u8 = 0;
+const F_F16: u8 = 1;
+const F_BF16: u8 = 2;
+
+/// Instantiates an integer body for each weight kind, under the target
+/// features that match `DOT`.
+macro_rules! int_wrappers {
+    ($plain:ident, $dot:ident, $body:ident, ($($arg:ident: $ty:ty),*) -> $ret:ty) => {
+        #[target_feature(enable = "neon")]
+        unsafe fn $plain<const K: u8>($($arg: $ty),*) -> $ret {
+            // SAFETY: DOT = false needs only NEON, which the caller
+            // guarantees; the other requirements are the caller's.
+            unsafe { $body::<K, false>($($arg),*) }
+        }
+
+        #[target_feature(enable = "neon,dotprod")]
+        unsafe fn $dot<const K: u8>($($arg: $ty),*) -> $ret {
+            // SAFETY: this function's contract is the body's with DOT = true.
+            unsafe { $body::<K, true>($($arg),*) }
+        }
+    };
+}
+
+int_wrappers!(int_1x1_neon, int_1x1_dot, int_1x1, (w: &[u8], a: &[u8], nb: usize) -> f32);
+int_wrappers!(int_8x1_neon, int_8x1_dot, int_8x1, (w: &[&[u8]; 8], next: &[u8], a: &[u8], nb: usize, out: &mut [f32; 8]) -> ());
+int_wrappers!(int_4x2_neon, int_4x2_dot, int_4x2, (w: &[&[u8]; 4], next: &[u8], a: &[&[u8]; 2], nb: usize, out: &mut [f32; 8]) -> ());
+
+/// `$call` with the weight kind as a const generic.
+macro_rules! by_kind {
+    ($kind:expr, $f:ident, ($($arg:expr),*)) => {
+        match $kind {
+            IntKind::Q8_0 => $f::<K_Q8_0>($($arg),*),
+            IntKind::Q4_0 => $f::<K_Q4_0>($($arg),*),
+            IntKind::Q4_1 => $f::<K_Q4_1>($($arg),*),
+        }
+    };
+}
+
+impl<const DOT: bool> Isa for Neon<DOT> {
+    fn int_1x1(&self, kind: IntKind, w: &[u8], a: &[u8], nb: usize) -> f32 {
+        // SAFETY: `self` exists, so the CPU has NEON and, if DOT, dotprod
+        // (see `Neon::new`); the bodies check their slices.
+        unsafe {
+            if DOT {
+                by_kind!(kind, int_1x1_dot, (w, a, nb))
+            } else {
+                by_kind!(kind, int_1x1_neon, (w, a, nb))
+            }
+        }
+    }
+
+    fn int_8x1(
+        &self,
+        kind: IntKind,
+        w: [&[u8]; 8],
+        next: &[u8],
+        a: &[u8],
+        nb: usize,
+        out: &mut [f32; 8],
+    ) {
+        // SAFETY: as in `int_1x1`.
+        unsafe {
+            if DOT {
+                by_kind!(kind, int_8x1_dot, (&w, next, a, nb, out))
+            } else {
+                by_kind!(kind, int_8x1_neon, (&w, next, a, nb, out))
+            }
+        }
+    }
+
+    fn int_4x2(
+        &self,
+        kind: IntKind,
+        w: [&[u8]; 4],
+        next: &[u8],
+        a: [&[u8]; 2],
+        nb: usize,
+        out: &mut [f32; 8],
+    ) {
+        // SAFETY: as in `int_1x1`.
+        unsafe {
+            if DOT {
+                by_kind!(kind, int_4x2_dot, (&w, next, &a, nb, out))
+            } else {
+                by_kind!(kind, int_4x2_neon, (&w, next, &a, nb, out))
+            }
+        }
+    }
+
+    fn flt_1x1(&self, kind: FltKind, w: &[u8], x: &[f32]) -> f32 {
+        let mut out = [0f32; 8];
+        // SAFETY: as in `int_1x1` (the float bodies need only NEON).
+        unsafe {
+            match kind {
+                FltKind::F32 => flt_tile::<F_F32, 1, 1>(&[w], &[], &[x], &mut out),
+                FltKind::F16 => flt_tile::<F_F16, 1, 1>(&[w], &[], &[x], &mut out),
+                FltKind::BF16 => flt_tile::<F_BF16, 1, 1>(&[w], &[], &[x], &mut out),
+            }
+        }
+        out[0]
+    }
+
+    fn flt_8x1(&self, kind: FltKind, w: [&[u8]; 8], next: &[u8], x: &[f32], out: &mut [f32; 8]) {
+        // SAFETY: as in `flt_1x1`.
+        unsafe {
+            match kind {
+                FltKind::F32 => flt_tile::<F_F32, 8, 1>(&w, next, &[x], out),
+                FltKind::F16 => flt_tile::<F_F16, 8, 1>(&w, next, &[x], out),
+                FltKind::BF16 => flt_tile::<F_BF16, 8, 1>(&w, next, &[x], out),
+            }
+        }
+    }
+
+    fn flt_4x2(
+        &self,
+        kind: FltKind,
+        w: [&[u8]; 4],
+        next: &[u8],
+        x: [&[f32]; 2],
+        out: &mut [f32; 8],
+    ) {
+        // SAFETY: as in `flt_1x1`.
+        unsafe {
+            match kind {
+                FltKind::F32 => flt_tile::<F_F32, 4, 2>(&w, next, &x, out),
+                FltKind::F16 => flt_tile::<F_F16, 4, 2>(&w, next, &x, out),
+                FltKind::BF16 => flt_tile::<F_BF16, 4, 2>(&w, next, &x, out),
+            }
+        }
+    }
+
+    fn quantize_act_row(&self, q8_1: bool, x: &[f32], out: &mut [u8]) {
+        // SAFETY: as in `flt_1x1`.
+        unsafe { quantize_act_row(q8_1, x, out) }
+    }
+
+    fn kv_scores(&self, ty: KvType, q: &[f32], k: &[u8], stride: usize, out: &mut [f32]) {
+        // SAFETY: as in `flt_1x1`.
+        unsafe { kv_scores(ty, q, k, stride, out) }
+    }
+
+    fn kv_accumulate(&self, ty: KvType, p: &[f32], v: &[u8], stride: usize, acc: &mut [f32]) {
+        // SAFETY: as in `flt_1x1`.
+        unsafe { kv_accumulate(ty, p, v, stride, acc) }
+    }
+
+    fn kv_store_f16(&self, x: &[f32], out: &mut [u8]) {
+        // SAFETY: as in `flt_1x1`.
+        unsafe { kv_store_f16(x, out) }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Conversions and loads.
+
+/// Four binary16 values to f32 (`fcvtl`, exact).
+#[inline(always)]
+fn f16x4_to_f32(h: uint16x4_t) -> float32x4_t {
+    let out: float32x4_t;
+    // SAFETY: `fcvtl` (half to single) is a base ARMv8 AdvSIMD instruction
+    // on registers only: no memory, stack or flags.
+    unsafe {
+        asm!("fcvtl {o:v}.4s, {i:v}.4h", o = lateout(vreg) out, i = in(vreg) h,
+             options(pure, nomem, nostack, preserves_flags));
+    }
+    out
+}
+
+/// The upper four of eight binary16 values to f32 (`fcvtl2`, exact).
+#[inline(always)]
+fn f16x8_high_to_f32(h: uint16x8_t) -> float32x4_t {
+    let out: float32x4_t;
+    // SAFETY: as in `f16x4_to_f32`.
+    unsafe {
+        asm!("fcvtl2 {o:v}.4s, {i:v}.8h", o = lateout(vreg) out, i = in(vreg) h,
+             options(pure, nomem, nostack, preserves_flags));
+    }
+    out
+}
+
+/// Four f32 to binary16, rounding as FPCR says (nearest even by default).
+#[inline(always)]
+fn f32x4_to_f16(v: float32x4_t) -> uint16x4_t {
+    let out: uint16x4_t;
+    // SAFETY: `fcvtn` (single to half) is a base ARMv8 AdvSIMD instruction
+    // on registers only.
+    unsafe {
+        asm!("fcvtn {o:v}.4h, {i:v}.4s", o = lateout(vreg) out, i = in(vreg) v,
+             options(pure, nomem, nostack, preserves_flags));
+    }
+    out
+}
+
+/// `acc + sdot(a, b)`: per 32-bit lane, the sum of four i8 products.
+///
+/// # Safety
+///
+/// The CPU must have the dot-product extension.
+#[inline(always)]
+unsafe fn sdot(acc: int32x4_t, a: int8x16_t, b: int8x16_t) -> int32x4_t {
+    let mut acc = acc;
+    // SAFETY: the caller guarantees FEAT_DotProd; registers only.
+    unsafe {
+        asm!(".arch_extension dotprod", "sdot {acc:v}.4s, {a:v}.16b, {b:v}.16b", acc = inout(vreg) acc, a = in(vreg) a, b = in(vreg) b,
+             options(pure, nomem, nostack, preserves_flags));
+    }
+    acc
+}
+
+/// Prefetches `count` cache lines of `data` from line `first` (those that
+/// exist) into L1.
+#[inline(always)]
+fn prefetch_lines(data: &[u8], first: usize, count: usize) {
+    for line in first..first.saturating_add(count) {
+        if let Some(byte) = data.get(line.saturating_mul(64)) {
+            // SAFETY: `prfm` is a hint: it never faults, writes nothing and
+            // touches no registers but its address operand.
+            unsafe {
+                asm!("prfm pldl1keep, [{p}]", p = in(reg) byte as *const u8,
+                     options(nostack, readonly, preserves_flags));
+            }
+        }
+    }
+}
+
+/// Reads a little-endian u16.
+///
+/// # Safety
+///
+/// `p` must be valid for reading 2 bytes.
+#[inline(always)]
+unsafe fn read_u16(p: *const u8) -> u16 {
+    // SAFETY: the caller guarantees 2 readable bytes; no alignment needed.
+    u16::from_le(unsafe { core::ptr::read_unaligned(p.cast::<u16>()) })
+}
+
+/// Reads 4 bytes.
+///
+/// # Safety
+///
+/// `p` must be valid for reading 4 bytes.
+#[inline(always)]
+unsafe fn read_4(p: *const u8) -> [u8; 4] {
+    // SAFETY: the caller guarantees 4 readable bytes.
+    unsafe { core::ptr::read_unaligned(p.cast::<[u8; 4]>()) }
+}
+
+const fn block_bytes(k: u8) -> usize {
+    match k {
+        K_Q8_0 => IntKind::Q8_0.block_bytes(),
+        K_Q4_0 => IntKind::Q4_0.block_bytes(),
+        _ => IntKind::Q4_1.block_bytes(),
+    }
+}
+
+fn rows_hold(rows: &[&[u8]], nb: usize, block: usize) -> bool {
+    match nb.checked_mul(block) {
+        Some(need) => rows.iter().all(|r| r.len() >= need),
+        None => false,
+    }
+}
+
+/// A weight block: values 0..16 and 16..32 as i8 (Q4_*: nibbles 0..=15),
+/// scale bits, minimum bits (Q4_1).
+///
+/// # Safety
+///
+/// `p` must be valid for reading one block of kind `K`.
+#[target_feature(enable = "neon")]
+#[inline]
+unsafe fn load_weight_block<const K: u8>(p: *const u8) -> (int8x16_t, int8x16_t, u16, u16) {
+    // SAFETY: a block is its header and 32 (Q8_0) or 16 (Q4_*) value bytes,
+    // all readable per the caller.
+    unsafe {
+        let d = read_u16(p);
+        if K == K_Q8_0 {
+            (vld1q_s8(p.add(2).cast()), vld1q_s8(p.add(18).cast()), d, 0)
+        } else {
+            let (m, qs) = if K == K_Q4_1 {
+                (read_u16(p.add(2)), p.add(4))
+            } else {
+                (0, p.add(2))
+            };
+            let packed = vld1q_u8(qs);
+            let lo = vandq_u8(packed, vdupq_n_u8(0x0f));
+            let hi = vshrq_n_u8::<4>(packed);
+            (vreinterpretq_s8_u8(lo), vreinterpretq_s8_u8(hi), d, m)
+        }
+    }
+}
+
+/// The exact partial sums (4 x i32) of one weight block times one
+/// activation block.
+///
+/// # Safety
+///
+/// If `DOT`, the CPU must have the dot-product extension.
+#[target_feature(enable = "neon")]
+#[inline]
+unsafe fn block_products<const DOT: bool>(
+    w: (int8x16_t, int8x16_t),
+    a: (int8x16_t, int8x16_t),
+) -> int32x4_t {
+    if DOT {
+        // SAFETY: DOT implies dotprod, per the caller.
+        unsafe { sdot(sdot(vdupq_n_s32(0), w.0, a.0), w.1, a.1) }
+    } else {
+        let p = vmlal_high_s8(vmull_s8(vget_low_s8(w.0), vget_low_s8(a.0)), w.0, a.0);
+        let q = vmlal_high_s8(vmull_s8(vget_low_s8(w.1), vget_low_s8(a.1)), w.1, a.1);
+        vpadalq_s16(vpaddlq_s16(p), q)
+    }
+}
+
+/// Totals of four vectors: lane `j` is the sum of `v[j]` (exact, wrapping).
+#[target_feature(enable = "neon")]
+#[inline]
+fn reduce4(v: [int32x4_t; 4]) -> int32x4_t {
+    vpaddq_s32(vpaddq_s32(v[0], v[1]), vpaddq_s32(v[2], v[3]))
+}
+
+#[target_feature(enable = "neon")]
+#[inline]
+fn f32x4(v: [f32; 4]) -> float32x4_t {
+    // SAFETY: `v` is 4 f32.
+    unsafe { vld1q_f32(v.as_ptr()) }
+}
+
+#[target_feature(enable = "neon")]
+#[inline]
+fn f16x4(v: [u16; 4]) -> float32x4_t {
+    // SAFETY: `v` is 4 u16.
+    f16x4_to_f32(unsafe { vld1_u16(v.as_ptr()) })
+}
+
+#[target_feature(enable = "neon")]
+#[inline]
+fn i32x4(v: [i32; 4]) -> int32x4_t {
+    // SAFETY: `v` is 4 i32.
+    unsafe { vld1q_s32(v.as_ptr()) }
+}
+
+// ---------------------------------------------------------------------------
+// Integer matmul.
+
+/// `NT x RT` outputs (`NT * RT == 8`): `out[r * NT + n] = dot(w[n], a[r])`.
+///
+/// # Safety
+///
+/// If `DOT`, the CPU must have the dot-product extension.
+#[target_feature(enable = "neon")]
+#[inline]
+unsafe fn int_tile<const K: u8, const NT: usize, const RT: usize, const DOT: bool>(
+    w: &[&[u8]; NT],
+    next: &[u8],
+    a: &[&[u8]; RT],
+    nb: usize,
+    out: &mut [f32; 8],
+) {
+    const { assert!(NT * RT == 8) };
+    let bb = block_bytes(K);
+    if !rows_hold(w, nb, bb) || !rows_hold(a, nb, BLOCK_BYTES) {
+        *out = [0.0; 8];
+        return;
+    }
+    let mut acc = [vdupq_n_f32(0.0); 2];
+    let prefetch_step = next.len().div_ceil(64).div_ceil(nb.max(1));
+    for b in 0..nb {
+        prefetch_lines(next, b * prefetch_step, prefetch_step);
+        let mut wv = [(vdupq_n_s8(0), vdupq_n_s8(0)); NT];
+        let mut dw = [0u16; NT];
+        let mut mw = [0u16; NT];
+        for n in 0..NT {
+            // SAFETY: rows_hold checked nb blocks per weight row; b < nb.
+            let (lo, hi, d, m) = unsafe { load_weight_block::<K>(w[n].as_ptr().add(b * bb)) };
+            wv[n] = (lo, hi);
+            dw[n] = d;
+            mw[n] = m;
+        }
+        let mut prods = [vdupq_n_s32(0); 8];
+        let mut da = [0f32; RT];
+        let mut sa = [[0u8; 4]; RT];
+        for r in 0..RT {
+            // SAFETY: rows_hold checked nb activation blocks per row; b < nb.
+            let (av, d, s) = unsafe {
+                let p = a[r].as_ptr().add(b * BLOCK_BYTES);
+                (
+                    (vld1q_s8(p.cast()), vld1q_s8(p.add(16).cast())),
+                    read_4(p.add(D_AT)),
+                    read_4(p.add(S_AT)),
+                )
+            };
+            da[r] = f32::from_ne_bytes(d);
+            sa[r] = s;
+            for n in 0..NT {
+                // SAFETY: DOT implies dotprod, per the caller.
+                prods[r * NT + n] = unsafe { block_products::<DOT>(wv[n], av) };
+            }
+        }
+        // Lane p of half h is output (row (4h + p) / NT, feature (4h + p) % NT).
+        for h in 0..2 {
+            let mut isum = reduce4([
+                prods[4 * h],
+                prods[4 * h + 1],
+                prods[4 * h + 2],
+                prods[4 * h + 3],
+            ]);
+            let lane = |p: usize| 4 * h + p;
+            let dwv = f16x4(core::array::from_fn(|p| dw[lane(p) % NT]));
+            let dav = f32x4(core::array::from_fn(|p| da[lane(p) / NT]));
+            if K == K_Q4_0 {
+                let sums = i32x4(core::array::from_fn(|p| {
+                    i32::from_ne_bytes(sa[lane(p) / NT])
+                }));
+                isum = vsubq_s32(isum, vshlq_n_s32::<3>(sums));
+            }
+            let mut t = vmulq_f32(vmulq_f32(dwv, dav), vcvtq_f32_s32(isum));
+            if K == K_Q4_1 {
+                let mwv = f16x4(core::array::from_fn(|p| mw[lane(p) % NT]));
+                let sav = f32x4(core::array::from_fn(|p| {
+                    f32::from_ne_bytes(sa[lane(p) / NT])
+                }));
+                t = vaddq_f32(t, vmulq_f32(mwv, sav));
+            }
+            acc[h] = vaddq_f32(acc[h], t);
+        }
+    }
+    let (lo, hi) = out.split_at_mut(4);
+    // SAFETY: each half of `out` is 4 f32.
+    unsafe {
+        vst1q_f32(lo.as_mut_ptr(), acc[0]);
+        vst1q_f32(hi.as_mut_ptr(), acc[1]);
+    }
+}
+
+/// # Safety
+///
+/// If `DOT`, the CPU must have the dot-product extension.
+#[target_feature(enable = "neon")]
+#[inline]
+unsafe fn int_8x1<const K: u8, const DOT: bool>(
+    w: &[&[u8]; 8],
+    next: &[u8],
+    a: &[u8],
+    nb: usize,
+    out: &mut [f32; 8],
+) {
+    // SAFETY: same contract.
+    unsafe { int_tile::<K, 8, 1, DOT>(w, next, &[a], nb, out) }
+}
+
+/// # Safety
+///
+/// If `DOT`, the CPU must have the dot-product extension.
+#[target_feature(enable = "neon")]
+#[inline]
+unsafe fn int_4x2<const K: u8, const DOT: bool>(
+    w: &[&[u8]; 4],
+    next: &[u8],
+    a: &[&[u8]; 2],
+    nb: usize,
+    out: &mut [f32; 8],
+) {
+    // SAFETY: same contract.
+    unsafe { int_tile::<K, 4, 2, DOT>(w, next, a, nb, out) }
+}
+
+/// One output, in the scalar reference's order of roundings.
+///
+/// # Safety
+///
+/// If `DOT`, the CPU must have the dot-product extension.
+#[target_feature(enable = "neon")]
+#[inline]
+unsafe fn int_1x1<const K: u8, const DOT: bool>(w: &[u8], a: &[u8], nb: usize) -> f32 {
+    let bb = block_bytes(K);
+    if !rows_hold(&[w], nb, bb) || !rows_hold(&[a], nb, BLOCK_BYTES) {
+        return 0.0;
+    }
+    let mut acc = 0.0f32;
+    for b in 0..nb {
+        // SAFETY: both rows hold nb blocks; b < nb.
+        let ((lo, hi, d, m), av, da, sa) = unsafe {
+            let p = a.as_ptr().add(b * BLOCK_BYTES);
+            (
+                load_weight_block::<K>(w.as_ptr().add(b * bb)),
+                (vld1q_s8(p.cast()), vld1q_s8(p.add(16).cast())),
+                f32::from_ne_bytes(read_4(p.add(D_AT))),
+                read_4(p.add(S_AT)),
+            )
+        };
+        // SAFETY: DOT implies dotprod, per the caller.
+        let mut isum = vaddvq_s32(unsafe { block_products::<DOT>((lo, hi), av) });
+        if K == K_Q4_0 {
+            isum = isum.wrapping_sub(i32::from_ne_bytes(sa).wrapping_mul(8));
+        }
+        let dw = f16_to_f32(d);
+        acc = if K == K_Q4_1 {
+            acc + ((dw * da) * isum as f32 + f16_to_f32(m) * f32::from_ne_bytes(sa))
+        } else {
+            acc + (dw * da) * isum as f32
+        };
+    }
+    acc
+}
+
+// ---------------------------------------------------------------------------
+// Float matmul.
+
+const fn flt_bytes(f: u8) -> usize {
+    match f {
+        F_F32 => 4,
+        _ => 2,
+    }
+}
+
+/// 8 weights of kind `F` as two f32 vectors.
+///
+/// # Safety
+///
+/// `p` must be valid for reading 8 values of kind `F`.
+#[target_feature(enable = "neon")]
+#[inline]
+unsafe fn load_flt8<const F: u8>(p: *const u8) -> (float32x4_t, float32x4_t) {
+    // SAFETY: 32 or 16 readable bytes, per the caller.
+    unsafe {
+        match F {
+            F_F32 => (vld1q_f32(p.cast()), vld1q_f32(p.add(16).cast())),
+            F_F16 => {
+                let h = vld1q_u16(p.cast());
+                (f16x4_to_f32(vget_low_u16(h)), f16x8_high_to_f32(h))
+            }
+            _ => {
+                let h = vld1q_u16(p.cast());
+                (
+                    vreinterpretq_f32_u32(vshll_n_u16::<16>(vget_low_u16(h))),
+                    vreinterpretq_f32_u32(vshll_high_n_u16::<16>(h)),
+                )
+            }
+        }
+    }
+}
+
+/// Sum of 8 lanes (`a` = lanes 0..4, `b` = 4..8) in the same order as the
+/// AVX2 path: `((l0 + l4) + (l2 + l6)) + ((l1 + l5) + (l3 + l7))`.
+#[target_feature(enable = "neon")]
+#[inline]
+fn hsum8(a: float32x4_t, b: float32x4_t) -> f32 {
+    let s = vaddq_f32(a, b);
+    let h = vadd_f32(vget_low_f32(s), vget_high_f32(s));
+    vpadds_f32(h)
+}
+
+/// `out[r * NT + n] = dot(w[n], x[r])`: per output 8 lanes of FMA (two
+/// vectors), the last partial chunk zero-padded, then [`hsum8`].
+///
+/// # Safety
+///
+/// None beyond NEON (slices are checked).
+#[target_feature(enable = "neon")]
+unsafe fn flt_tile<const F: u8, const NT: usize, const RT: usize>(
+    w: &[&[u8]; NT],
+    next: &[u8],
+    x: &[&[f32]; RT],
+    out: &mut [f32; 8],
+) {
+    const { assert!(NT * RT <= 8) };
+    let cols = x[0].len();
+    let vb = flt_bytes(F);
+    if x.iter().any(|r| r.len() != cols) || !rows_hold(w, cols, vb) {
+        *out = [0.0; 8];
+        return;
+    }
+    let zero = vdupq_n_f32(0.0);
+    let mut acc = [[(zero, zero); NT]; RT];
+    let full = cols / 8 * 8;
+    let prefetch_step = next.len().div_ceil(64).div_ceil((cols / 8).max(1));
+    let mut k = 0;
+    while k < full {
+        prefetch_lines(next, k / 8 * prefetch_step, prefetch_step);
+        // SAFETY: k + 8 <= cols values in every row.
+        let wv: [(float32x4_t, float32x4_t); NT] =
+            core::array::from_fn(|n| unsafe { load_flt8::<F>(w[n].as_ptr().add(k * vb)) });
+        for r in 0..RT {
+            // SAFETY: as above.
+            let (x0, x1) = unsafe {
+                (
+                    vld1q_f32(x[r].as_ptr().add(k)),
+                    vld1q_f32(x[r].as_ptr().add(k + 4)),
+                )
+            };
+            for n in 0..NT {
+                acc[r][n].0 = vfmaq_f32(acc[r][n].0, wv[n].0, x0);
+                acc[r][n].1 = vfmaq_f32(acc[r][n].1, wv[n].1, x1);
+            }
+        }
+        k += 8;
+    }
+    if full < cols {
+        let mut wbuf = [[0u8; 32]; NT];
+        for n in 0..NT {
+            let src = w[n].get(full * vb..cols * vb).unwrap_or(&[]);
+            for (d, s) in wbuf[n].iter_mut().zip(src) {
+                *d = *s;
+            }
+        }
+        for r in 0..RT {
+            let mut xbuf = [0f32; 8];
+            for (d, s) in xbuf.iter_mut().zip(x[r].get(full..).unwrap_or(&[])) {
+                *d = *s;
+            }
+            // SAFETY: xbuf is 8 f32.
+            let (x0, x1) = unsafe { (vld1q_f32(xbuf.as_ptr()), vld1q_f32(xbuf.as_ptr().add(4))) };
+            for n in 0..NT {
+                // SAFETY: wbuf rows are 32 bytes, at least 8 values.
+                let (w0, w1) = unsafe { load_flt8::<F>(wbuf[n].as_ptr()) };
+                acc[r][n].0 = vfmaq_f32(acc[r][n].0, w0, x0);
+                acc[r][n].1 = vfmaq_f32(acc[r][n].1, w1, x1);
+            }
+        }
+    }
+    for r in 0..RT {
+        for n in 0..NT {
+            out[r * NT + n] = hsum8(acc[r][n].0, acc[r][n].1);
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Activations and KV cache.
+
+/// # Safety
+///
+/// None beyond NEON (slices are checked).
+#[target_feature(enable = "neon")]
+unsafe fn quantize_act_row(q8_1: bool, x: &[f32], out: &mut [u8]) {
+    for (xb, ob) in x.chunks_exact(QK).zip(out.chunks_exact_mut(BLOCK_BYTES)) {
+        let Ok(ob) = <&mut [u8; BLOCK_BYTES]>::try_from(ob) else {
+            break;
+        };
+        // SAFETY: xb is 32 f32.
+        let v: [float32x4_t; 8] =
+            core::array::from_fn(|i| unsafe { vld1q_f32(xb.as_ptr().add(4 * i)) });
+        let mut m = vabsq_f32(v[0]);
+        for vi in &v[1..] {
+            m = vmaxq_f32(m, vabsq_f32(*vi));
+        }
+        let (d, id) = act::scale(vmaxvq_f32(m));
+        let mut sum = vdupq_n_s32(0);
+        let mut q = [vdupq_n_s32(0); 8];
+        for (qi, vi) in q.iter_mut().zip(&v) {
+            // FRINTA rounds half away from zero, like `roundf`.
+            let r = vrndaq_f32(vmulq_n_f32(*vi, id));
+            let r = vminq_f32(vmaxq_f32(r, vdupq_n_f32(-127.0)), vdupq_n_f32(127.0));
+            *qi = vcvtq_s32_f32(r);
+            sum = vaddq_s32(sum, *qi);
+        }
+        let h: [int16x8_t; 4] =
+            core::array::from_fn(|i| vcombine_s16(vqmovn_s32(q[2 * i]), vqmovn_s32(q[2 * i + 1])));
+        let b0 = vcombine_s8(vqmovn_s16(h[0]), vqmovn_s16(h[1]));
+        let b1 = vcombine_s8(vqmovn_s16(h[2]), vqmovn_s16(h[3]));
+        // SAFETY: ob is 40 bytes; the values take the first 32.
+        unsafe {
+            vst1q_s8(ob.as_mut_ptr().cast(), b0);
+            vst1q_s8(ob.as_mut_ptr().add(16).cast(), b1);
+        }
+        act::write_tail(ob, d, vaddvq_s32(sum), q8_1);
+    }
+}
+
+/// `dot(q, row)` for a KV row of `q.len()` values.
+///
+/// # Safety
+///
+/// None beyond NEON (slices are checked).
+#[target_feature(enable = "neon")]
+unsafe fn kv_dot(ty: KvType, q: &[f32], row: &[u8]) -> f32 {
+    let mut out = [0f32; 8];
+    // SAFETY: NEON, per the caller.
+    unsafe {
+        match ty {
+            KvType::F32 => flt_tile::<F_F32, 1, 1>(&[row], &[], &[q], &mut out),
+            KvType::F16 => flt_tile::<F_F16, 1, 1>(&[row], &[], &[q], &mut out),
+            KvType::Q8_0 => {
+                let nb = q.len() / QK;
+                if !rows_hold(&[row], nb, 34) {
+                    return 0.0;
+                }
+                let mut acc = vdupq_n_f32(0.0);
+                for b in 0..nb {
+                    // SAFETY: the row holds nb blocks, q nb * 32 values.
+                    let p = row.as_ptr().add(b * 34);
+                    let k8 = [vld1q_s8(p.add(2).cast()), vld1q_s8(p.add(18).cast())];
+                    let mut blk = vdupq_n_f32(0.0);
+                    for (c, kv) in k8.iter().enumerate() {
+                        let k16 = [vmovl_s8(vget_low_s8(*kv)), vmovl_high_s8(*kv)];
+                        for (e, k) in k16.iter().enumerate() {
+                            let base = b * QK + 16 * c + 8 * e;
+                            let lo = vcvtq_f32_s32(vmovl_s16(vget_low_s16(*k)));
+                            let hi = vcvtq_f32_s32(vmovl_high_s16(*k));
+                            blk = vfmaq_f32(blk, vld1q_f32(q.as_ptr().add(base)), lo);
+                            blk = vfmaq_f32(blk, vld1q_f32(q.as_ptr().add(base + 4)), hi);
+                        }
+                    }
+                    acc = vfmaq_f32(acc, vdupq_n_f32(f16_to_f32(read_u16(p))), blk);
+                }
+                out[0] = vaddvq_f32(acc);
+            }
+        }
+    }
+    out[0]
+}
+
+/// # Safety
+///
+/// None beyond NEON (slices are checked by the caller and here).
+#[target_feature(enable = "neon")]
+unsafe fn kv_scores(ty: KvType, q: &[f32], k: &[u8], stride: usize, out: &mut [f32]) {
+    for (t, o) in out.iter_mut().enumerate() {
+        let row = k.get(t.saturating_mul(stride)..).unwrap_or(&[]);
+        // SAFETY: NEON, per the caller.
+        *o = unsafe { kv_dot(ty, q, row) };
+    }
+}
+
+/// 4 values of a KV row starting at value `i` (`i % 4 == 0`).
+///
+/// # Safety
+///
+/// The row must hold values `i..i + 4` of type `ty`.
+#[target_feature(enable = "neon")]
+#[inline]
+unsafe fn kv_load4(ty: KvType, row: *const u8, i: usize) -> float32x4_t {
+    // SAFETY: the bytes of values i..i+4 (and their Q8_0 block's scale) are
+    // readable, per the caller.
+    unsafe {
+        match ty {
+            KvType::F32 => vld1q_f32(row.add(4 * i).cast()),
+            KvType::F16 => f16x4_to_f32(vld1_u16(row.add(2 * i).cast())),
+            KvType::Q8_0 => {
+                let blk = row.add(i / QK * 34);
+                let d = f16_to_f32(read_u16(blk));
+                let q = read_4(blk.add(2 + i % QK)).map(|b| i32::from(b as i8));
+                vmulq_f32(vcvtq_f32_s32(i32x4(q)), vdupq_n_f32(d))
+            }
+        }
+    }
+}
+
+/// `acc = acc + p[t] * V_t` per element in order of `t`, exactly as the
+/// scalar reference, 4 elements at a time, 64 held in registers.
+///
+/// # Safety
+///
+/// None beyond NEON (slices are checked).
+#[target_feature(enable = "neon")]
+unsafe fn kv_accumulate(ty: KvType, p: &[f32], v: &[u8], stride: usize, acc: &mut [f32]) {
+    let dim = acc.len();
+    let Some(row_bytes) = ty.row_bytes(dim) else {
+        return;
+    };
+    let rows_ok = p.is_empty()
+        || (p.len() - 1)
+            .checked_mul(stride)
+            .and_then(|e| e.checked_add(row_bytes))
+            .is_some_and(|end| end <= v.len());
+    if !rows_ok {
+        return;
+    }
+    let full = dim / 4 * 4;
+    let mut i0 = 0;
+    while i0 < full {
+        if full - i0 >= 64 {
+            // SAFETY: i0 + 64 <= acc.len().
+            let mut a: [float32x4_t; 16] =
+                core::array::from_fn(|c| unsafe { vld1q_f32(acc.as_ptr().add(i0 + 4 * c)) });
+            for (t, pt) in p.iter().enumerate() {
+                let pv = vdupq_n_f32(*pt);
+                // SAFETY: row t is in bounds (checked above).
+                let row = unsafe { v.as_ptr().add(t * stride) };
+                for (c, ac) in a.iter_mut().enumerate() {
+                    // SAFETY: values i0 + 4c .. + 4 are in the row.
+                    let vv = unsafe { kv_load4(ty, row, i0 + 4 * c) };
+                    *ac = vaddq_f32(*ac, vmulq_f32(pv, vv));
+                }
+            }
+            for (c, ac) in a.iter().enumerate() {
+                // SAFETY: as for the loads.
+                unsafe { vst1q_f32(acc.as_mut_ptr().add(i0 + 4 * c), *ac) };
+            }
+            i0 += 64;
+        } else {
+            // SAFETY: i0 + 4 <= acc.len().
+            let mut a = unsafe { vld1q_f32(acc.as_ptr().add(i0)) };
+            for (t, pt) in p.iter().enumerate() {
+                // SAFETY: row t holds values i0..i0 + 4.
+                let vv = unsafe { kv_load4(ty, v.as_ptr().add(t * stride), i0) };
+                a = vaddq_f32(a, vmulq_f32(vdupq_n_f32(*pt), vv));
+            }
+            // SAFETY: as for the load.
+            unsafe { vst1q_f32(acc.as_mut_ptr().add(i0), a) };
+            i0 += 4;
+        }
+    }
+    if full < dim {
+        for (t, pt) in p.iter().enumerate() {
+            let row = v.get(t * stride..).unwrap_or(&[]);
+            super::scalar::for_each_kv_value(ty, row, dim, |i, vi| {
+                if i >= full {
+                    if let Some(a) = acc.get_mut(i) {
+                        *a += pt * vi;
+                    }
+                }
+            });
+        }
+    }
+}
+
+/// # Safety
+///
+/// None beyond NEON (slices are checked).
+#[target_feature(enable = "neon")]
+unsafe fn kv_store_f16(x: &[f32], out: &mut [u8]) {
+    let mut xs = x.chunks_exact(4);
+    let mut os = out.chunks_exact_mut(8);
+    for (xc, oc) in (&mut xs).zip(&mut os) {
+        // SAFETY: xc is 4 f32 and oc 8 bytes.
+        unsafe { vst1_u16(oc.as_mut_ptr().cast(), f32x4_to_f16(vld1q_f32(xc.as_ptr()))) };
+    }
+    for (v, o) in xs
+        .remainder()
+        .iter()
+        .zip(os.into_remainder().chunks_exact_mut(2))
+    {
+        o.copy_from_slice(&crate::quant::f32_to_f16(*v).to_le_bytes());
+    }
+}

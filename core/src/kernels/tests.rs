@@ -1,0 +1,945 @@
+//! Every operation on every path this CPU has, against the scalar reference
+//! and against f64 arithmetic on the dequantized weights.
+//!
+//! Bounds (u = 2^-24, the f32 unit roundoff):
+//! * Integer matmul, `quantize_act`, `kv_accumulate`, `kv_store`: every path
+//!   is **bit-identical** to scalar (exact integer block sums; the same f32
+//!   roundings in the same order).
+//! * Float matmul and `kv_scores`: each path and the scalar reference are
+//!   both within `gamma_n * sum|w x|` of the exact sum (`gamma_n ~ n u`, the
+//!   classic bound for any summation order, FMA or not), so they differ by
+//!   at most `2 n u sum|w x|`.
+//! * Against f64 on dequantized weights and unquantized activations, the
+//!   integer paths are off by the activation rounding — at most half a step
+//!   `d_a / 2` per value, so `sum_b d_a(b) / 2 * sum_{k in b} |w_k|` — plus
+//!   f32 rounding, at most `(nb + 4) u` times the magnitude of the terms.
+
+use std::string::String;
+use std::vec;
+use std::vec::Vec;
+
+use super::*;
+use crate::parallel::Serial;
+use crate::quant;
+
+// ---------------------------------------------------------------------------
+// Which paths to cover.
+
+/// The features the test binary's CPU reports.
+fn detected() -> CpuFeatures {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let avx2 = std::is_x86_feature_detected!("avx2");
+        let fma = std::is_x86_feature_detected!("fma");
+        let f16c = std::is_x86_feature_detected!("f16c");
+        // SAFETY: the features were just detected on this CPU.
+        unsafe { CpuFeatures::assume(avx2, fma, f16c, false, false) }
+    }
+    #[cfg(target_arch = "aarch64")]
+    {
+        let neon = std::arch::is_aarch64_feature_detected!("neon");
+        let dotprod = std::arch::is_aarch64_feature_detected!("dotprod");
+        // SAFETY: the features were just detected on this CPU.
+        unsafe { CpuFeatures::assume(false, false, false, neon, dotprod) }
+    }
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+    CpuFeatures::none()
+}
+
+/// Every path this CPU runs. Fails if `ALM_REQUIRE_PATHS` (a comma list of
+/// path names) names a path the CPU lacks, so CI cannot silently skip one.
+fn paths() -> Vec<KernelPath> {
+    let features = detected();
+    let have: Vec<KernelPath> = KernelPath::ALL
+        .into_iter()
+        .filter(|p| features.supports(*p))
+        .collect();
+    if let Ok(required) = std::env::var("ALM_REQUIRE_PATHS") {
+        for name in required.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+            let path = KernelPath::from_name(name)
+                .unwrap_or_else(|| panic!("ALM_REQUIRE_PATHS names unknown path {name:?}"));
+            assert!(
+                have.contains(&path),
+                "ALM_REQUIRE_PATHS requires {name} but this CPU only runs {have:?}"
+            );
+        }
+    }
+    have
+}
+
+fn kernels(path: KernelPath) -> Kernels {
+    Kernels::new(&detected(), Some(path)).unwrap()
+}
+
+#[test]
+fn required_paths_are_available_and_listed() {
+    let p = paths();
+    assert_eq!(p[0], KernelPath::Scalar);
+    // The best path is among them and is what `new` picks by default.
+    let best = Kernels::new(&detected(), None).unwrap().path();
+    assert!(p.contains(&best));
+    std::eprintln!("kernel paths under test: {p:?}");
+}
+
+// ---------------------------------------------------------------------------
+// Test-only thread pools.
+
+/// Runs tasks on `n` scoped threads (task i on thread i % n).
+struct Threads(usize);
+
+impl Parallel for Threads {
+    fn threads(&self) -> usize {
+        self.0
+    }
+
+    fn run(&self, n_tasks: usize, task: &(dyn Fn(usize) + Sync)) {
+        std::thread::scope(|s| {
+            for t in 0..self.0 {
+                s.spawn(move || {
+                    let mut i = t;
+                    while i < n_tasks {
+                        task(i);
+                        i += self.0;
+                    }
+                });
+            }
+        });
+    }
+}
+
+/// Claims `n` threads but runs the tasks backwards on the caller.
+struct Backwards(usize);
+
+impl Parallel for Backwards {
+    fn threads(&self) -> usize {
+        self.0
+    }
+
+    fn run(&self, n_tasks: usize, task: &(dyn Fn(usize) + Sync)) {
+        for i in (0..n_tasks).rev() {
+            task(i);
+        }
+    }
+}
+
+/// Breaks the contract: skips the last task.
+struct Lazy;
+
+impl Parallel for Lazy {
+    fn threads(&self) -> usize {
+        3
+    }
+
+    fn run(&self, n_tasks: usize, task: &(dyn Fn(usize) + Sync)) {
+        for i in 0..n_tasks.saturating_sub(1) {
+            task(i);
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Data.
+
+/// A small deterministic generator (xorshift64*).
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    /// Uniform in [-1, 1).
+    fn unit(&mut self) -> f32 {
+        (self.next() >> 40) as f32 / (1u64 << 23) as f32 - 1.0
+    }
+
+    /// Values like activations: mostly small, a few outliers, some exact
+    /// ties for the rounding, some zero blocks.
+    fn activations(&mut self, n: usize) -> Vec<f32> {
+        let mut v: Vec<f32> = (0..n)
+            .map(|i| {
+                let x = self.unit();
+                match self.next() % 16 {
+                    0 => x * 40.0,
+                    1 => (x * 20.0).round() + 0.5,
+                    _ => x * if i % 64 < 32 { 1.0 } else { 0.01 },
+                }
+            })
+            .collect();
+        if n >= 96 {
+            v[64..96].fill(0.0);
+        }
+        v
+    }
+
+    fn bytes(&mut self, n: usize) -> Vec<u8> {
+        (0..n).map(|_| self.next() as u8).collect()
+    }
+}
+
+const INT_TYPES: [GgmlType; 3] = [GgmlType::Q8_0, GgmlType::Q4_0, GgmlType::Q4_1];
+const FLT_TYPES: [GgmlType; 3] = [GgmlType::F32, GgmlType::F16, GgmlType::BF16];
+
+/// Weights made by quantizing random rows (like a real model).
+fn quantized_weights(rng: &mut Rng, ty: GgmlType, rows: usize, cols: usize) -> Vec<u8> {
+    let row_bytes = quant::row_bytes(ty, cols).unwrap();
+    let mut out = vec![0u8; rows * row_bytes];
+    for row in out.chunks_exact_mut(row_bytes) {
+        let x: Vec<f32> = (0..cols).map(|_| rng.unit() * 0.1).collect();
+        quant::quantize_row(ty, &x, row).unwrap();
+    }
+    out
+}
+
+/// Arbitrary bytes with finite scales (every value a block can hold,
+/// including Q8_0's -128).
+fn random_weights(rng: &mut Rng, ty: GgmlType, rows: usize, cols: usize) -> Vec<u8> {
+    let row_bytes = quant::row_bytes(ty, cols).unwrap();
+    let mut out = rng.bytes(rows * row_bytes);
+    let block = ty.type_size() as usize;
+    let scales = if ty == GgmlType::Q4_1 { 2 } else { 1 };
+    for b in out.chunks_exact_mut(block) {
+        for s in 0..scales {
+            let v = quant::f32_to_f16(rng.unit() * 0.05);
+            b[2 * s..2 * s + 2].copy_from_slice(&v.to_le_bytes());
+        }
+    }
+    out
+}
+
+fn float_weights(rng: &mut Rng, ty: GgmlType, rows: usize, cols: usize) -> Vec<u8> {
+    let x: Vec<f32> = (0..rows * cols).map(|_| rng.unit()).collect();
+    let mut out = vec![0u8; quant::row_bytes(ty, rows * cols).unwrap()];
+    quant::quantize_row(ty, &x, &mut out).unwrap();
+    out
+}
+
+struct Case {
+    ty: GgmlType,
+    rows: usize,
+    cols: usize,
+    batch: usize,
+    w: Vec<u8>,
+    x: Vec<f32>,
+}
+
+impl Case {
+    fn new(rng: &mut Rng, ty: GgmlType, rows: usize, cols: usize, batch: usize, raw: bool) -> Case {
+        let w = match (act_format(ty).unwrap(), raw) {
+            (ActFormat::F32, _) => float_weights(rng, ty, rows, cols),
+            (_, false) => quantized_weights(rng, ty, rows, cols),
+            (_, true) => random_weights(rng, ty, rows, cols),
+        };
+        Case {
+            ty,
+            rows,
+            cols,
+            batch,
+            w,
+            x: rng.activations(batch * cols),
+        }
+    }
+
+    fn matrix(&self) -> Matrix<'_> {
+        Matrix {
+            data: &self.w,
+            ty: self.ty,
+            rows: self.rows,
+            cols: self.cols,
+        }
+    }
+
+    fn quantized(&self, k: &Kernels) -> (ActFormat, Vec<u8>) {
+        let fmt = act_format(self.ty).unwrap();
+        let mut q = vec![0u8; act_bytes(fmt, self.batch, self.cols).unwrap()];
+        k.quantize_act(fmt, &self.x, self.cols, &mut q).unwrap();
+        (fmt, q)
+    }
+
+    fn run(&self, k: &Kernels, par: &dyn Parallel) -> Vec<f32> {
+        let (fmt, q) = self.quantized(k);
+        let act = Act {
+            x: &self.x,
+            q: &q,
+            fmt,
+            rows: self.batch,
+            cols: self.cols,
+        };
+        let mut y = vec![f32::NAN; self.batch * self.rows];
+        k.matmul(par, &self.matrix(), &act, &mut y).unwrap();
+        y
+    }
+
+    /// Dequantized weight row `n`, and for Q4_1 the split `(q*d, m)` whose
+    /// magnitudes bound the rounding.
+    fn weight_row(&self, n: usize) -> Vec<f32> {
+        let rb = quant::row_bytes(self.ty, self.cols).unwrap();
+        let mut out = vec![0f32; self.cols];
+        quant::dequantize_row(self.ty, &self.w[n * rb..(n + 1) * rb], &mut out).unwrap();
+        out
+    }
+}
+
+fn same_bits(a: &[f32], b: &[f32]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits())
+}
+
+fn first_difference(a: &[f32], b: &[f32]) -> String {
+    match a
+        .iter()
+        .zip(b)
+        .position(|(x, y)| x.to_bits() != y.to_bits())
+    {
+        Some(i) => std::format!("index {i}: {} vs {}", a[i], b[i]),
+        None => String::from("none"),
+    }
+}
+
+/// (rows, cols, batch): tails of every tile, the real model's widths.
+const SHAPES: [(usize, usize, usize); 9] = [
+    (1, 32, 1),
+    (7, 64, 3),
+    (8, 96, 1),
+    (9, 32, 2),
+    (16, 64, 4),
+    (17, 1536, 5),
+    (24, 576, 1),
+    (33, 160, 7),
+    (64, 576, 2),
+];
+
+// ---------------------------------------------------------------------------
+// Dispatch.
+
+#[test]
+fn forcing_an_unsupported_path_is_an_error() {
+    let none = CpuFeatures::none();
+    assert_eq!(none.best_path(), KernelPath::Scalar);
+    for p in [KernelPath::Avx2, KernelPath::Neon, KernelPath::NeonDotprod] {
+        assert!(!none.supports(p));
+        assert!(Kernels::new(&none, Some(p)).is_err(), "{p}");
+    }
+    assert_eq!(
+        Kernels::new(&none, None).unwrap().path(),
+        KernelPath::Scalar
+    );
+    // A path of the other architecture is refused even if claimed.
+    // SAFETY: this value is only used to choose a path, and the paths it
+    // could choose on this architecture are checked against `detected()`.
+    let all = unsafe { CpuFeatures::assume(true, true, true, true, true) };
+    #[cfg(target_arch = "x86_64")]
+    {
+        assert!(Kernels::new(&all, Some(KernelPath::Neon)).is_err());
+        assert!(Kernels::new(&all, Some(KernelPath::NeonDotprod)).is_err());
+        assert_eq!(all.best_path(), KernelPath::Avx2);
+    }
+    #[cfg(target_arch = "aarch64")]
+    {
+        assert!(Kernels::new(&all, Some(KernelPath::Avx2)).is_err());
+        assert_eq!(all.best_path(), KernelPath::NeonDotprod);
+    }
+    // Partial x86 features are not enough for avx2.
+    // SAFETY: only `supports` is asked.
+    let partial = unsafe { CpuFeatures::assume(true, false, true, false, false) };
+    assert!(!partial.supports(KernelPath::Avx2));
+    // NEON dotprod needs NEON too.
+    // SAFETY: only `supports` is asked.
+    let dot_only = unsafe { CpuFeatures::assume(false, false, false, false, true) };
+    assert!(!dot_only.supports(KernelPath::NeonDotprod));
+    assert_eq!(Kernels::scalar().path(), KernelPath::Scalar);
+}
+
+#[test]
+fn compile_time_features_are_supported_by_the_cpu() {
+    let ct = CpuFeatures::compile_time();
+    for p in KernelPath::ALL {
+        if ct.supports(p) {
+            assert!(detected().supports(p), "{p} claimed at compile time");
+        }
+    }
+}
+
+#[test]
+fn path_names_round_trip() {
+    for p in KernelPath::ALL {
+        assert_eq!(KernelPath::from_name(p.name()), Some(p));
+    }
+    assert_eq!(
+        KernelPath::from_name("NEON-DOTPROD"),
+        Some(KernelPath::NeonDotprod)
+    );
+    assert_eq!(KernelPath::from_name("sse2"), None);
+}
+
+#[test]
+fn act_formats_and_sizes() {
+    assert_eq!(act_format(GgmlType::Q8_0).unwrap(), ActFormat::Q8_0);
+    assert_eq!(act_format(GgmlType::Q4_0).unwrap(), ActFormat::Q8_0);
+    assert_eq!(act_format(GgmlType::Q4_1).unwrap(), ActFormat::Q8_1);
+    for t in FLT_TYPES {
+        assert_eq!(act_format(t).unwrap(), ActFormat::F32);
+    }
+    assert!(act_format(GgmlType::Q6_K).is_err());
+    assert_eq!(act_bytes(ActFormat::F32, 3, 7), Some(0));
+    // 576 values: 18 blocks of 40 bytes.
+    assert_eq!(act_bytes(ActFormat::Q8_0, 2, 576), Some(2 * 720));
+    assert_eq!(act_bytes(ActFormat::Q8_1, 1, 33), None);
+    assert_eq!(act_bytes(ActFormat::Q8_0, usize::MAX, 64), None);
+    assert_eq!(KvType::Q8_0.row_bytes(64), Some(68));
+    assert_eq!(KvType::Q8_0.row_bytes(48), None);
+    assert_eq!(KvType::F16.row_bytes(64), Some(128));
+    assert_eq!(KvType::F32.row_bytes(usize::MAX), None);
+}
+
+// ---------------------------------------------------------------------------
+// Length checks.
+
+#[test]
+fn matmul_refuses_bad_shapes() {
+    let k = Kernels::scalar();
+    let mut rng = Rng(1);
+    let case = Case::new(&mut rng, GgmlType::Q8_0, 4, 64, 2, false);
+    let (fmt, q) = case.quantized(&k);
+    let act = Act {
+        x: &case.x,
+        q: &q,
+        fmt,
+        rows: 2,
+        cols: 64,
+    };
+    let w = case.matrix();
+    let mut y = vec![0f32; 8];
+    assert!(k.matmul(&Serial, &w, &act, &mut y).is_ok());
+    assert!(k.matmul(&Serial, &w, &act, &mut y[..7]).is_err());
+    assert!(k
+        .matmul(&Serial, &Matrix { rows: 5, ..w }, &act, &mut y)
+        .is_err());
+    assert!(k
+        .matmul(
+            &Serial,
+            &Matrix {
+                data: &case.w[1..],
+                ..w
+            },
+            &act,
+            &mut y
+        )
+        .is_err());
+    assert!(k
+        .matmul(
+            &Serial,
+            &Matrix {
+                ty: GgmlType::Q4_0,
+                ..w
+            },
+            &act,
+            &mut y
+        )
+        .is_err());
+    assert!(k
+        .matmul(
+            &Serial,
+            &Matrix {
+                ty: GgmlType::Q6_K,
+                ..w
+            },
+            &act,
+            &mut y
+        )
+        .is_err());
+    assert!(k
+        .matmul(
+            &Serial,
+            &w,
+            &Act {
+                fmt: ActFormat::Q8_1,
+                ..act
+            },
+            &mut y
+        )
+        .is_err());
+    assert!(k
+        .matmul(&Serial, &w, &Act { q: &q[1..], ..act }, &mut y)
+        .is_err());
+    assert!(k
+        .matmul(&Serial, &w, &Act { rows: 3, ..act }, &mut y)
+        .is_err());
+    assert!(k
+        .matmul(&Serial, &w, &Act { cols: 32, ..act }, &mut y)
+        .is_err());
+    let odd = Matrix { cols: 63, ..w };
+    assert!(k
+        .matmul(&Serial, &odd, &Act { cols: 63, ..act }, &mut y)
+        .is_err());
+    // Overflowing shapes are errors, not panics.
+    let huge = Matrix {
+        rows: usize::MAX,
+        ..w
+    };
+    assert!(k.matmul(&Serial, &huge, &act, &mut y).is_err());
+    // A Parallel that skips a task is caught.
+    let big = Case::new(&mut rng, GgmlType::Q8_0, 64, 64, 1, false);
+    let (fmt, q) = big.quantized(&k);
+    let act = Act {
+        x: &big.x,
+        q: &q,
+        fmt,
+        rows: 1,
+        cols: 64,
+    };
+    let mut y = vec![0f32; 64];
+    assert!(k.matmul(&Lazy, &big.matrix(), &act, &mut y).is_err());
+    // F32 activations: x must be rows * cols.
+    let f = Case::new(&mut rng, GgmlType::F16, 3, 10, 2, false);
+    let act = Act {
+        x: &f.x,
+        q: &[],
+        fmt: ActFormat::F32,
+        rows: 2,
+        cols: 10,
+    };
+    let mut y = vec![0f32; 6];
+    assert!(k.matmul(&Serial, &f.matrix(), &act, &mut y).is_ok());
+    assert!(k
+        .matmul(
+            &Serial,
+            &f.matrix(),
+            &Act {
+                x: &f.x[1..],
+                ..act
+            },
+            &mut y
+        )
+        .is_err());
+    // Empty is fine.
+    let empty = Act {
+        rows: 0,
+        x: &[],
+        ..act
+    };
+    assert!(k.matmul(&Serial, &f.matrix(), &empty, &mut []).is_ok());
+}
+
+#[test]
+fn quantize_act_refuses_bad_lengths() {
+    let k = Kernels::scalar();
+    let x = [0.5f32; 64];
+    let mut out = [0u8; 80];
+    assert!(k.quantize_act(ActFormat::Q8_0, &x, 64, &mut out).is_ok());
+    assert!(k.quantize_act(ActFormat::Q8_0, &x, 0, &mut out).is_err());
+    assert!(k.quantize_act(ActFormat::Q8_0, &x, 48, &mut out).is_err());
+    assert!(k
+        .quantize_act(ActFormat::Q8_0, &x[..48], 48, &mut out[..60])
+        .is_err());
+    assert!(k
+        .quantize_act(ActFormat::Q8_1, &x, 32, &mut out[..79])
+        .is_err());
+    assert!(k.quantize_act(ActFormat::F32, &x, 64, &mut []).is_ok());
+    assert!(k.quantize_act(ActFormat::F32, &x, 64, &mut out).is_err());
+}
+
+#[test]
+fn kv_ops_refuse_bad_lengths() {
+    let k = Kernels::scalar();
+    let q = [1.0f32; 64];
+    let cache = [0u8; 4 * 136];
+    let mut s = [0f32; 4];
+    assert!(k.kv_scores(KvType::Q8_0, &q, &cache, 136, &mut s).is_ok());
+    assert!(k
+        .kv_scores(KvType::Q8_0, &q, &cache[..475], 136, &mut s)
+        .is_err());
+    assert!(k
+        .kv_scores(KvType::Q8_0, &q, &cache[..476], 136, &mut s)
+        .is_ok());
+    assert!(k.kv_scores(KvType::Q8_0, &q, &cache, 67, &mut s).is_err());
+    assert!(k
+        .kv_scores(KvType::Q8_0, &q[..48], &cache, 136, &mut s)
+        .is_err());
+    assert!(k
+        .kv_scores(KvType::F16, &q, &cache, usize::MAX, &mut s)
+        .is_err());
+    assert!(k.kv_scores(KvType::F16, &q, &[], 128, &mut []).is_ok());
+    let mut acc = [0f32; 64];
+    assert!(k
+        .kv_accumulate(KvType::F16, &[0.5; 4], &cache, 128, &mut acc)
+        .is_ok());
+    let f32_cache = [0u8; 3 * 256];
+    assert!(k
+        .kv_accumulate(KvType::F32, &[0.5; 4], &f32_cache, 256, &mut acc)
+        .is_err());
+    assert!(k
+        .kv_accumulate(KvType::F32, &[0.5; 3], &f32_cache, 256, &mut acc)
+        .is_ok());
+    assert!(k
+        .kv_accumulate(KvType::F32, &[0.5; 3], &f32_cache[..767], 256, &mut acc)
+        .is_err());
+    let mut out = [0u8; 128];
+    assert!(k.kv_store(KvType::F16, &q, &mut out).is_ok());
+    assert!(k.kv_store(KvType::F16, &q, &mut out[..127]).is_err());
+    assert!(k.kv_store(KvType::Q8_0, &q, &mut out[..68]).is_ok());
+    assert!(k.kv_store(KvType::Q8_0, &q[..40], &mut out[..68]).is_err());
+}
+
+// ---------------------------------------------------------------------------
+// Paths against scalar.
+
+#[test]
+fn quantize_act_is_identical_on_every_path() {
+    let mut rng = Rng(7);
+    let scalar = Kernels::scalar();
+    for cols in [32, 96, 576] {
+        let mut x = rng.activations(3 * cols);
+        // Exact ties after scaling: amax 127 gives 1/d = 1.
+        x[0] = 127.0;
+        x[1] = 2.5;
+        x[2] = -2.5;
+        x[3] = 1e-38; // a block scale below the normal range elsewhere
+        for fmt in [ActFormat::Q8_0, ActFormat::Q8_1] {
+            let mut want = vec![0u8; act_bytes(fmt, 3, cols).unwrap()];
+            scalar.quantize_act(fmt, &x, cols, &mut want).unwrap();
+            assert_eq!(want[1] as i8, 3, "2.5 rounds away from zero");
+            assert_eq!(want[2] as i8, -3);
+            for path in paths() {
+                let mut got = vec![0u8; want.len()];
+                kernels(path).quantize_act(fmt, &x, cols, &mut got).unwrap();
+                assert_eq!(got, want, "{path} {fmt:?} cols {cols}");
+            }
+        }
+    }
+    // A block of tiny values quantizes to zeros with no infinite scale.
+    let tiny = [1e-40f32; 32];
+    let mut out = [0u8; 40];
+    for path in paths() {
+        kernels(path)
+            .quantize_act(ActFormat::Q8_0, &tiny, 32, &mut out)
+            .unwrap();
+        assert!(out[..32].iter().all(|b| *b == 0), "{path}");
+    }
+}
+
+#[test]
+fn integer_matmul_is_bit_identical_on_every_path() {
+    let mut rng = Rng(11);
+    let scalar = Kernels::scalar();
+    for ty in INT_TYPES {
+        for (i, (rows, cols, batch)) in SHAPES.into_iter().enumerate() {
+            let case = Case::new(&mut rng, ty, rows, cols, batch, i % 2 == 1);
+            let want = case.run(&scalar, &Serial);
+            for path in paths() {
+                let got = case.run(&kernels(path), &Serial);
+                assert!(
+                    same_bits(&got, &want),
+                    "{path} {ty} {rows}x{cols} batch {batch}: {}",
+                    first_difference(&got, &want)
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn float_matmul_matches_scalar_within_rounding() {
+    let mut rng = Rng(13);
+    let scalar = Kernels::scalar();
+    let u = f32::EPSILON as f64 / 2.0;
+    for ty in FLT_TYPES {
+        for (rows, cols, batch) in [
+            (1, 1, 1),
+            (9, 7, 3),
+            (8, 13, 2),
+            (17, 64, 5),
+            (12, 100, 1),
+            (20, 576, 4),
+        ] {
+            let case = Case::new(&mut rng, ty, rows, cols, batch, false);
+            let want = case.run(&scalar, &Serial);
+            for path in paths() {
+                let got = case.run(&kernels(path), &Serial);
+                for r in 0..batch {
+                    for n in 0..rows {
+                        let w = case.weight_row(n);
+                        let mag: f64 = w
+                            .iter()
+                            .zip(&case.x[r * cols..])
+                            .map(|(a, b)| (a * b).abs() as f64)
+                            .sum();
+                        let bound = 2.0 * cols as f64 * u * mag + 1e-30;
+                        let (g, s) = (got[r * rows + n] as f64, want[r * rows + n] as f64);
+                        assert!(
+                            (g - s).abs() <= bound,
+                            "{path} {ty} ({r},{n}): {g} vs {s}, bound {bound}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn matmul_is_close_to_f64_on_dequantized_weights() {
+    let mut rng = Rng(17);
+    let u = f32::EPSILON as f64 / 2.0;
+    for ty in INT_TYPES.into_iter().chain(FLT_TYPES) {
+        for (rows, cols, batch) in [(9, 64, 3), (16, 576, 2), (5, 1536, 1)] {
+            let case = Case::new(&mut rng, ty, rows, cols, batch, false);
+            let quantized = act_format(ty).unwrap() != ActFormat::F32;
+            for path in paths() {
+                let y = case.run(&kernels(path), &Serial);
+                for r in 0..batch {
+                    let x = &case.x[r * cols..(r + 1) * cols];
+                    for n in 0..rows {
+                        let w = case.weight_row(n);
+                        let exact: f64 = w.iter().zip(x).map(|(a, b)| *a as f64 * *b as f64).sum();
+                        let mut bound = 1e-30;
+                        for (wb, xb) in w.chunks(32).zip(x.chunks(32)) {
+                            let amax = xb.iter().fold(0f32, |m, v| m.max(v.abs())) as f64;
+                            let step = if quantized { amax / 127.0 } else { 0.0 };
+                            // |q d| + |m| <= 3 max|w| (Q4_1's m is a value of the block).
+                            let wmag: f64 = wb.iter().map(|v| v.abs() as f64).sum();
+                            let wmax = wb.iter().fold(0f32, |m, v| m.max(v.abs())) as f64;
+                            let mag: f64 = xb
+                                .iter()
+                                .map(|v| (v.abs() as f64 + step) * 3.0 * wmax)
+                                .sum();
+                            bound += step / 2.0 * wmag * 1.001 + (cols / 32 + 8) as f64 * u * mag;
+                        }
+                        if !quantized {
+                            let mag: f64 = w
+                                .iter()
+                                .zip(x)
+                                .map(|(a, b)| (*a as f64 * *b as f64).abs())
+                                .sum();
+                            bound = cols as f64 * u * mag * 1.01 + 1e-30;
+                        }
+                        let got = y[r * rows + n] as f64;
+                        assert!(
+                            (got - exact).abs() <= bound,
+                            "{path} {ty} {rows}x{cols} ({r},{n}): {got} vs {exact}, bound {bound}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn arbitrary_activation_bytes_do_not_panic() {
+    // Sums of i32::MIN, scales of NaN, values of -128: the quantized
+    // activations are caller memory, so nothing in them may panic (debug
+    // overflow checks included). Results are unspecified.
+    let mut rng = Rng(37);
+    for path in paths() {
+        let k = kernels(path);
+        for ty in INT_TYPES {
+            let case = Case::new(&mut rng, ty, 19, 64, 3, true);
+            let fmt = act_format(ty).unwrap();
+            for fill in [None, Some(0x80u8), Some(0xff), Some(0x7f)] {
+                let n = act_bytes(fmt, 3, 64).unwrap();
+                let q = match fill {
+                    None => rng.bytes(n),
+                    Some(b) => vec![b; n],
+                };
+                let act = Act {
+                    x: &[],
+                    q: &q,
+                    fmt,
+                    rows: 3,
+                    cols: 64,
+                };
+                let mut y = vec![0f32; 3 * 19];
+                k.matmul(&Threads(2), &case.matrix(), &act, &mut y).unwrap();
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Tiling and threads.
+
+#[test]
+fn results_do_not_depend_on_threads_or_partition() {
+    let mut rng = Rng(19);
+    for path in paths() {
+        let k = kernels(path);
+        for ty in INT_TYPES.into_iter().chain(FLT_TYPES) {
+            for (rows, cols, batch) in [(57, 96, 3), (64, 64, 2), (23, 32, 1)] {
+                let case = Case::new(&mut rng, ty, rows, cols, batch, false);
+                let one = case.run(&k, &Serial);
+                for t in 1..=4 {
+                    let got = case.run(&k, &Threads(t));
+                    assert!(
+                        same_bits(&got, &one),
+                        "{path} {ty} {t} threads: {}",
+                        first_difference(&got, &one)
+                    );
+                }
+                let got = case.run(&k, &Backwards(3));
+                assert!(same_bits(&got, &one), "{path} {ty} backwards");
+                let got = case.run(&k, &Threads(200));
+                assert!(same_bits(&got, &one), "{path} {ty} more threads than rows");
+            }
+        }
+    }
+}
+
+#[test]
+fn an_output_does_not_depend_on_its_tile() {
+    // Dropping the first weight row moves every output into another tile
+    // (or the 1x1 remainder); dropping the first batch row swaps 4x2 and
+    // 8x1 tiles. The values must not change.
+    let mut rng = Rng(23);
+    for path in paths() {
+        let k = kernels(path);
+        for ty in INT_TYPES.into_iter().chain(FLT_TYPES) {
+            let (rows, cols, batch) = (21, 64, 5);
+            let case = Case::new(&mut rng, ty, rows, cols, batch, false);
+            let full = case.run(&k, &Serial);
+            let rb = quant::row_bytes(ty, cols).unwrap();
+            let shifted_w = Case {
+                w: case.w[rb..].to_vec(),
+                rows: rows - 1,
+                x: case.x.clone(),
+                ..case
+            };
+            let y = shifted_w.run(&k, &Serial);
+            for r in 0..batch {
+                for n in 0..rows - 1 {
+                    assert_eq!(
+                        y[r * (rows - 1) + n].to_bits(),
+                        full[r * rows + n + 1].to_bits(),
+                        "{path} {ty}"
+                    );
+                }
+            }
+            let shifted_x = Case {
+                x: shifted_w.x[cols..].to_vec(),
+                batch: batch - 1,
+                w: case.w.clone(),
+                rows,
+                ..shifted_w
+            };
+            let y = shifted_x.run(&k, &Serial);
+            assert!(same_bits(&y, &full[rows..]), "{path} {ty} batch shift");
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// KV cache.
+
+fn kv_rows(rng: &mut Rng, ty: KvType, dim: usize, n: usize, stride: usize) -> Vec<u8> {
+    let row = ty.row_bytes(dim).unwrap();
+    let mut out = rng.bytes(n * stride);
+    let k = Kernels::scalar();
+    for t in 0..n {
+        let x: Vec<f32> = (0..dim).map(|_| rng.unit() * 3.0).collect();
+        k.kv_store(ty, &x, &mut out[t * stride..t * stride + row])
+            .unwrap();
+    }
+    out
+}
+
+#[test]
+fn kv_ops_match_scalar() {
+    let mut rng = Rng(29);
+    let u = f32::EPSILON as f64 / 2.0;
+    let scalar = Kernels::scalar();
+    for ty in [KvType::F16, KvType::Q8_0, KvType::F32] {
+        for dim in [32, 64, 96, 128, 72, 8, 3] {
+            if ty.row_bytes(dim).is_none() {
+                continue;
+            }
+            let n = 13;
+            let stride = ty.row_bytes(dim).unwrap() + 6; // rows need not be packed
+            let cache = kv_rows(&mut rng, ty, dim, n, stride);
+            let q: Vec<f32> = (0..dim).map(|_| rng.unit()).collect();
+            let p: Vec<f32> = (0..n).map(|_| rng.unit().abs()).collect();
+            let mut want_s = vec![0f32; n];
+            scalar
+                .kv_scores(ty, &q, &cache, stride, &mut want_s)
+                .unwrap();
+            let mut want_a: Vec<f32> = (0..dim).map(|i| i as f32 * 0.25).collect();
+            let start = want_a.clone();
+            scalar
+                .kv_accumulate(ty, &p, &cache, stride, &mut want_a)
+                .unwrap();
+            for path in paths() {
+                let k = kernels(path);
+                let mut s = vec![0f32; n];
+                k.kv_scores(ty, &q, &cache, stride, &mut s).unwrap();
+                for t in 0..n {
+                    let mut row = vec![0f32; dim];
+                    scalar
+                        .kv_accumulate(ty, &[1.0], &cache[t * stride..], stride, &mut row)
+                        .unwrap();
+                    let mag: f64 = row.iter().zip(&q).map(|(a, b)| (a * b).abs() as f64).sum();
+                    let bound = 2.0 * (dim + 2) as f64 * u * mag + 1e-30;
+                    assert!(
+                        ((s[t] - want_s[t]) as f64).abs() <= bound,
+                        "{path} {ty:?} dim {dim} t {t}: {} vs {}",
+                        s[t],
+                        want_s[t]
+                    );
+                }
+                let mut a = start.clone();
+                k.kv_accumulate(ty, &p, &cache, stride, &mut a).unwrap();
+                assert!(
+                    same_bits(&a, &want_a),
+                    "{path} {ty:?} dim {dim}: {}",
+                    first_difference(&a, &want_a)
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn kv_store_is_identical_on_every_path() {
+    let mut rng = Rng(31);
+    let specials = [
+        0.0,
+        -0.0,
+        65504.0,
+        65520.0,
+        -1e9,
+        1e-8,
+        6.1e-5,
+        1.0 + 1.0 / 2048.0,
+        f32::INFINITY,
+    ];
+    for dim in [64, 40, 7] {
+        let mut x: Vec<f32> = (0..dim).map(|_| rng.unit() * 100.0).collect();
+        for (v, s) in x.iter_mut().zip(specials) {
+            *v = s;
+        }
+        let mut want = vec![0u8; dim * 2];
+        for (v, o) in x.iter().zip(want.chunks_exact_mut(2)) {
+            o.copy_from_slice(&quant::f32_to_f16(*v).to_le_bytes());
+        }
+        for path in paths() {
+            let k = kernels(path);
+            let mut got = vec![0u8; dim * 2];
+            k.kv_store(KvType::F16, &x, &mut got).unwrap();
+            assert_eq!(got, want, "{path} f16 dim {dim}");
+            if dim % 32 == 0 {
+                let mut q = vec![0u8; KvType::Q8_0.row_bytes(dim).unwrap()];
+                let mut r = q.clone();
+                k.kv_store(KvType::Q8_0, &x, &mut q).unwrap();
+                quant::quantize_row(GgmlType::Q8_0, &x, &mut r).unwrap();
+                assert_eq!(q, r, "{path} q8_0");
+            }
+            // NaN stays NaN.
+            let mut nan = [0u8; 16];
+            k.kv_store(KvType::F16, &[f32::NAN; 8], &mut nan).unwrap();
+            assert!(
+                quant::f16_to_f32(u16::from_le_bytes([nan[0], nan[1]])).is_nan(),
+                "{path}"
+            );
+        }
+    }
+}

@@ -1,0 +1,729 @@
+//! x86_64 AVX2 (+ FMA, F16C) bodies.
+//!
+//! Integer matmul, per 32-value block and output pair:
+//! * Q8_0 weights: `maddubs(|w|, sign(a, w))` — the weight's magnitude as
+//!   the unsigned operand (|-128| = 128 fits a u8), the activation (never
+//!   -128) carrying the sign — then `madd` by ones to 8 x i32.
+//! * Q4_0 / Q4_1 weights: the nibbles (0..=15) are already unsigned:
+//!   `maddubs(q, a)`; Q4_0's `- 8` is `- 8 * sum(a)` from the activation
+//!   block.
+//!
+//! No 16-bit sum can saturate (at most 2 * 128 * 127 = 32512), so every
+//! block sum is exact. A tile reduces its 8 outputs' block sums into one
+//! vector of 8 exact integers, then does the f32 part for the 8 outputs at
+//! once, in exactly the scalar reference's order of roundings: the result
+//! is bit-identical to the scalar path.
+//!
+//! Every body is a `#[target_feature(enable = "avx2,fma,f16c")]` function;
+//! they are reached only through [`Avx2`], a token that exists only when the
+//! CPU has those features.
+
+use core::arch::x86_64::*;
+
+use super::act::{self, BLOCK_BYTES, D_AT, S_AT};
+use super::matmul::{FltKind, IntKind, Isa};
+use super::KvType;
+use crate::quant::{f16_to_f32, f32_to_f16, QK};
+
+/// Proof that the running CPU has AVX2, FMA and F16C.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Avx2 {
+    _private: (),
+}
+
+impl Avx2 {
+    /// # Safety
+    ///
+    /// The running CPU must support AVX2, FMA and F16C.
+    pub(crate) unsafe fn new() -> Avx2 {
+        Avx2 { _private: () }
+    }
+}
+
+const K_Q8_0: u8 = 0;
+const K_Q4_0: u8 = 1;
+const K_Q4_1: u8 = 2;
+
+const F_F32: u8 = 0;
+const F_F16: u8 = 1;
+const F_BF16: u8 = 2;
+
+impl Isa for Avx2 {
+    fn int_1x1(&self, kind: IntKind, w: &[u8], a: &[u8], nb: usize) -> f32 {
+        // SAFETY: `self` exists, so the CPU has avx2, fma and f16c (see
+        // `Avx2::new`), which is all the bodies below require.
+        unsafe {
+            match kind {
+                IntKind::Q8_0 => int_1x1::<K_Q8_0>(w, a, nb),
+                IntKind::Q4_0 => int_1x1::<K_Q4_0>(w, a, nb),
+                IntKind::Q4_1 => int_1x1::<K_Q4_1>(w, a, nb),
+            }
+        }
+    }
+
+    fn int_8x1(
+        &self,
+        kind: IntKind,
+        w: [&[u8]; 8],
+        next: &[u8],
+        a: &[u8],
+        nb: usize,
+        out: &mut [f32; 8],
+    ) {
+        // SAFETY: as in `int_1x1`.
+        unsafe {
+            match kind {
+                IntKind::Q8_0 => int_tile::<K_Q8_0, 8, 1>(&w, next, &[a], nb, out),
+                IntKind::Q4_0 => int_tile::<K_Q4_0, 8, 1>(&w, next, &[a], nb, out),
+                IntKind::Q4_1 => int_tile::<K_Q4_1, 8, 1>(&w, next, &[a], nb, out),
+            }
+        }
+    }
+
+    fn int_4x2(
+        &self,
+        kind: IntKind,
+        w: [&[u8]; 4],
+        next: &[u8],
+        a: [&[u8]; 2],
+        nb: usize,
+        out: &mut [f32; 8],
+    ) {
+        // SAFETY: as in `int_1x1`.
+        unsafe {
+            match kind {
+                IntKind::Q8_0 => int_tile::<K_Q8_0, 4, 2>(&w, next, &a, nb, out),
+                IntKind::Q4_0 => int_tile::<K_Q4_0, 4, 2>(&w, next, &a, nb, out),
+                IntKind::Q4_1 => int_tile::<K_Q4_1, 4, 2>(&w, next, &a, nb, out),
+            }
+        }
+    }
+
+    fn flt_1x1(&self, kind: FltKind, w: &[u8], x: &[f32]) -> f32 {
+        let mut out = [0f32; 8];
+        // SAFETY: as in `int_1x1`.
+        unsafe {
+            match kind {
+                FltKind::F32 => flt_tile::<F_F32, 1, 1>(&[w], &[], &[x], &mut out),
+                FltKind::F16 => flt_tile::<F_F16, 1, 1>(&[w], &[], &[x], &mut out),
+                FltKind::BF16 => flt_tile::<F_BF16, 1, 1>(&[w], &[], &[x], &mut out),
+            }
+        }
+        out[0]
+    }
+
+    fn flt_8x1(&self, kind: FltKind, w: [&[u8]; 8], next: &[u8], x: &[f32], out: &mut [f32; 8]) {
+        // SAFETY: as in `int_1x1`.
+        unsafe {
+            match kind {
+                FltKind::F32 => flt_tile::<F_F32, 8, 1>(&w, next, &[x], out),
+                FltKind::F16 => flt_tile::<F_F16, 8, 1>(&w, next, &[x], out),
+                FltKind::BF16 => flt_tile::<F_BF16, 8, 1>(&w, next, &[x], out),
+            }
+        }
+    }
+
+    fn flt_4x2(
+        &self,
+        kind: FltKind,
+        w: [&[u8]; 4],
+        next: &[u8],
+        x: [&[f32]; 2],
+        out: &mut [f32; 8],
+    ) {
+        // SAFETY: as in `int_1x1`.
+        unsafe {
+            match kind {
+                FltKind::F32 => flt_tile::<F_F32, 4, 2>(&w, next, &x, out),
+                FltKind::F16 => flt_tile::<F_F16, 4, 2>(&w, next, &x, out),
+                FltKind::BF16 => flt_tile::<F_BF16, 4, 2>(&w, next, &x, out),
+            }
+        }
+    }
+
+    fn quantize_act_row(&self, q8_1: bool, x: &[f32], out: &mut [u8]) {
+        // SAFETY: as in `int_1x1`.
+        unsafe { quantize_act_row(q8_1, x, out) }
+    }
+
+    fn kv_scores(&self, ty: KvType, q: &[f32], k: &[u8], stride: usize, out: &mut [f32]) {
+        // SAFETY: as in `int_1x1`.
+        unsafe { kv_scores(ty, q, k, stride, out) }
+    }
+
+    fn kv_accumulate(&self, ty: KvType, p: &[f32], v: &[u8], stride: usize, acc: &mut [f32]) {
+        // SAFETY: as in `int_1x1`.
+        unsafe { kv_accumulate(ty, p, v, stride, acc) }
+    }
+
+    fn kv_store_f16(&self, x: &[f32], out: &mut [u8]) {
+        // SAFETY: as in `int_1x1`.
+        unsafe { kv_store_f16(x, out) }
+    }
+}
+
+const fn block_bytes(k: u8) -> usize {
+    match k {
+        K_Q8_0 => IntKind::Q8_0.block_bytes(),
+        K_Q4_0 => IntKind::Q4_0.block_bytes(),
+        _ => IntKind::Q4_1.block_bytes(),
+    }
+}
+
+/// Whether every row holds `nb` blocks of `block` bytes.
+fn rows_hold(rows: &[&[u8]], nb: usize, block: usize) -> bool {
+    match nb.checked_mul(block) {
+        Some(need) => rows.iter().all(|r| r.len() >= need),
+        None => false,
+    }
+}
+
+/// Prefetches `count` cache lines of `data` from line `first` (those that
+/// exist) into L1.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+fn prefetch_lines(data: &[u8], first: usize, count: usize) {
+    for line in first..first.saturating_add(count) {
+        if let Some(byte) = data.get(line.saturating_mul(64)) {
+            _mm_prefetch::<_MM_HINT_T0>((byte as *const u8).cast());
+        }
+    }
+}
+
+/// Reads a little-endian u16.
+///
+/// # Safety
+///
+/// `p` must be valid for reading 2 bytes.
+#[inline(always)]
+unsafe fn read_u16(p: *const u8) -> u16 {
+    // SAFETY: the caller guarantees 2 readable bytes; no alignment needed.
+    u16::from_le(unsafe { core::ptr::read_unaligned(p.cast::<u16>()) })
+}
+
+/// Reads a native-endian 4-byte value (activation scale or sum).
+///
+/// # Safety
+///
+/// `p` must be valid for reading 4 bytes.
+#[inline(always)]
+unsafe fn read_4(p: *const u8) -> [u8; 4] {
+    // SAFETY: the caller guarantees 4 readable bytes.
+    unsafe { core::ptr::read_unaligned(p.cast::<[u8; 4]>()) }
+}
+
+/// One weight block: its 32 values as bytes (i8 for Q8_0, nibbles 0..=15
+/// in element order for Q4_*), the scale bits and (Q4_1) the minimum bits.
+///
+/// # Safety
+///
+/// `p` must be valid for reading one block of kind `K`.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+unsafe fn load_weight_block<const K: u8>(p: *const u8) -> (__m256i, u16, u16) {
+    // SAFETY: a block of `K` is 2 (+2 for Q4_1) header bytes followed by 32
+    // (Q8_0) or 16 (Q4_*) value bytes, all within the caller's guarantee.
+    unsafe {
+        let d = read_u16(p);
+        match K {
+            K_Q8_0 => (_mm256_loadu_si256(p.add(2).cast()), d, 0),
+            _ => {
+                let (m, qs) = if K == K_Q4_1 {
+                    (read_u16(p.add(2)), p.add(4))
+                } else {
+                    (0, p.add(2))
+                };
+                // The 16 bytes in both halves; the upper half shifted right
+                // by 4 so its low nibbles are the high ones; then mask.
+                let packed = _mm256_broadcastsi128_si256(_mm_loadu_si128(qs.cast()));
+                let shifted = _mm256_srlv_epi64(packed, _mm256_setr_epi64x(0, 0, 4, 4));
+                (_mm256_and_si256(shifted, _mm256_set1_epi8(0x0f)), d, m)
+            }
+        }
+    }
+}
+
+/// The 8 partial i32 sums of one weight block times one activation block.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+fn block_products<const K: u8>(w: __m256i, w_abs: __m256i, a: __m256i) -> __m256i {
+    let pairs = if K == K_Q8_0 {
+        _mm256_maddubs_epi16(w_abs, _mm256_sign_epi8(a, w))
+    } else {
+        _mm256_maddubs_epi16(w, a)
+    };
+    _mm256_madd_epi16(pairs, _mm256_set1_epi16(1))
+}
+
+/// Sums each of 8 vectors of 8 x i32 (exact, wrapping): lane `j` of the
+/// result is the total of `v[j]`.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+fn reduce8(v: [__m256i; 8]) -> __m256i {
+    let h01 = _mm256_hadd_epi32(v[0], v[1]);
+    let h23 = _mm256_hadd_epi32(v[2], v[3]);
+    let h45 = _mm256_hadd_epi32(v[4], v[5]);
+    let h67 = _mm256_hadd_epi32(v[6], v[7]);
+    // Per 128-bit half: [v0, v1, v2, v3] partial totals.
+    let h0123 = _mm256_hadd_epi32(h01, h23);
+    let h4567 = _mm256_hadd_epi32(h45, h67);
+    let lo = _mm256_permute2x128_si256::<0x20>(h0123, h4567);
+    let hi = _mm256_permute2x128_si256::<0x31>(h0123, h4567);
+    _mm256_add_epi32(lo, hi)
+}
+
+/// Total of 8 x i32 (exact, wrapping).
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+fn hsum_i32(v: __m256i) -> i32 {
+    let s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256::<1>(v));
+    let s = _mm_add_epi32(s, _mm_shuffle_epi32::<0b01_00_11_10>(s));
+    let s = _mm_add_epi32(s, _mm_shuffle_epi32::<0b10_11_00_01>(s));
+    _mm_cvtsi128_si32(s)
+}
+
+/// `NT x RT` outputs (`NT * RT == 8`): `out[r * NT + n] = dot(w[n], a[r])`.
+#[target_feature(enable = "avx2,fma,f16c")]
+fn int_tile<const K: u8, const NT: usize, const RT: usize>(
+    w: &[&[u8]; NT],
+    next: &[u8],
+    a: &[&[u8]; RT],
+    nb: usize,
+    out: &mut [f32; 8],
+) {
+    const { assert!(NT * RT == 8) };
+    let bb = block_bytes(K);
+    if !rows_hold(w, nb, bb) || !rows_hold(a, nb, BLOCK_BYTES) {
+        *out = [0.0; 8];
+        return;
+    }
+    let wp: [*const u8; NT] = core::array::from_fn(|n| w[n].as_ptr());
+    let ap: [*const u8; RT] = core::array::from_fn(|r| a[r].as_ptr());
+    let mut acc = _mm256_setzero_ps();
+    let prefetch_step = next.len().div_ceil(64).div_ceil(nb.max(1));
+    for b in 0..nb {
+        prefetch_lines(next, b * prefetch_step, prefetch_step);
+        let mut wv = [_mm256_setzero_si256(); NT];
+        let mut w_abs = [_mm256_setzero_si256(); NT];
+        let mut dw = [0u16; NT];
+        let mut mw = [0u16; NT];
+        for n in 0..NT {
+            // SAFETY: rows_hold checked `nb * bb` readable bytes per weight
+            // row, and `b < nb`.
+            let (v, d, m) = unsafe { load_weight_block::<K>(wp[n].add(b * bb)) };
+            wv[n] = v;
+            w_abs[n] = if K == K_Q8_0 { _mm256_abs_epi8(v) } else { v };
+            dw[n] = d;
+            mw[n] = m;
+        }
+        let mut prods = [_mm256_setzero_si256(); 8];
+        let mut da = [0f32; RT];
+        let mut sa = [[0u8; 4]; RT];
+        for r in 0..RT {
+            // SAFETY: rows_hold checked `nb * BLOCK_BYTES` readable bytes per
+            // activation row; a block is 32 values, then d and s.
+            let (av, d, s) = unsafe {
+                let p = ap[r].add(b * BLOCK_BYTES);
+                (
+                    _mm256_loadu_si256(p.cast()),
+                    read_4(p.add(D_AT)),
+                    read_4(p.add(S_AT)),
+                )
+            };
+            da[r] = f32::from_ne_bytes(d);
+            sa[r] = s;
+            for n in 0..NT {
+                prods[r * NT + n] = block_products::<K>(wv[n], w_abs[n], av);
+            }
+        }
+        let mut isum = reduce8(prods);
+        // Lane p holds output (row p / NT, feature p % NT).
+        let dwv = f16x8_to_f32(core::array::from_fn(|p| dw[p % NT]));
+        let dav = f32x8(core::array::from_fn(|p| da[p / NT]));
+        if K == K_Q4_0 {
+            let sums: [i32; 8] = core::array::from_fn(|p| i32::from_ne_bytes(sa[p / NT]));
+            let sums = _mm256_setr_epi32(
+                sums[0], sums[1], sums[2], sums[3], sums[4], sums[5], sums[6], sums[7],
+            );
+            isum = _mm256_sub_epi32(isum, _mm256_slli_epi32::<3>(sums));
+        }
+        let mut t = _mm256_mul_ps(_mm256_mul_ps(dwv, dav), _mm256_cvtepi32_ps(isum));
+        if K == K_Q4_1 {
+            let mwv = f16x8_to_f32(core::array::from_fn(|p| mw[p % NT]));
+            let sav = f32x8(core::array::from_fn(|p| f32::from_ne_bytes(sa[p / NT])));
+            t = _mm256_add_ps(t, _mm256_mul_ps(mwv, sav));
+        }
+        acc = _mm256_add_ps(acc, t);
+    }
+    // SAFETY: `out` is 8 f32.
+    unsafe { _mm256_storeu_ps(out.as_mut_ptr(), acc) };
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+fn f16x8_to_f32(h: [u16; 8]) -> __m256 {
+    let h = h.map(|v| v as i16);
+    _mm256_cvtph_ps(_mm_setr_epi16(
+        h[0], h[1], h[2], h[3], h[4], h[5], h[6], h[7],
+    ))
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+fn f32x8(v: [f32; 8]) -> __m256 {
+    _mm256_setr_ps(v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7])
+}
+
+/// One output, in the scalar reference's order of roundings.
+#[target_feature(enable = "avx2,fma,f16c")]
+fn int_1x1<const K: u8>(w: &[u8], a: &[u8], nb: usize) -> f32 {
+    let bb = block_bytes(K);
+    if !rows_hold(&[w], nb, bb) || !rows_hold(&[a], nb, BLOCK_BYTES) {
+        return 0.0;
+    }
+    let mut acc = 0.0f32;
+    for b in 0..nb {
+        // SAFETY: as in `int_tile`: both rows hold `nb` blocks, `b < nb`.
+        let ((wv, d, m), av, da, sa) = unsafe {
+            let p = a.as_ptr().add(b * BLOCK_BYTES);
+            (
+                load_weight_block::<K>(w.as_ptr().add(b * bb)),
+                _mm256_loadu_si256(p.cast()),
+                f32::from_ne_bytes(read_4(p.add(D_AT))),
+                read_4(p.add(S_AT)),
+            )
+        };
+        let w_abs = if K == K_Q8_0 { _mm256_abs_epi8(wv) } else { wv };
+        let mut isum = hsum_i32(block_products::<K>(wv, w_abs, av));
+        if K == K_Q4_0 {
+            isum = isum.wrapping_sub(i32::from_ne_bytes(sa).wrapping_mul(8));
+        }
+        let dw = f16_to_f32(d);
+        acc = if K == K_Q4_1 {
+            acc + ((dw * da) * isum as f32 + f16_to_f32(m) * f32::from_ne_bytes(sa))
+        } else {
+            acc + (dw * da) * isum as f32
+        };
+    }
+    acc
+}
+
+/// 8 weights of kind `F` from `p` as f32.
+///
+/// # Safety
+///
+/// `p` must be valid for reading 8 values of kind `F`.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+unsafe fn load_flt8<const F: u8>(p: *const u8) -> __m256 {
+    // SAFETY: 32 (F32) or 16 (F16, BF16) readable bytes, per the caller.
+    unsafe {
+        match F {
+            F_F32 => _mm256_loadu_ps(p.cast()),
+            F_F16 => _mm256_cvtph_ps(_mm_loadu_si128(p.cast())),
+            _ => _mm256_castsi256_ps(_mm256_slli_epi32::<16>(_mm256_cvtepu16_epi32(
+                _mm_loadu_si128(p.cast()),
+            ))),
+        }
+    }
+}
+
+const fn flt_bytes(f: u8) -> usize {
+    match f {
+        F_F32 => 4,
+        _ => 2,
+    }
+}
+
+/// Horizontal sum of 8 lanes in a fixed order:
+/// `((l0 + l4) + (l2 + l6)) + ((l1 + l5) + (l3 + l7))`.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+fn hsum_ps(v: __m256) -> f32 {
+    let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
+    let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    let s = _mm_add_ss(s, _mm_shuffle_ps::<0b01>(s, s));
+    _mm_cvtss_f32(s)
+}
+
+/// `out[r * NT + n] = dot(w[n], x[r])` over `x[0].len()` values: 8 lanes of
+/// FMA per output, the last partial chunk zero-padded, then [`hsum_ps`].
+/// The same sequence for every `NT`, `RT`.
+#[target_feature(enable = "avx2,fma,f16c")]
+fn flt_tile<const F: u8, const NT: usize, const RT: usize>(
+    w: &[&[u8]; NT],
+    next: &[u8],
+    x: &[&[f32]; RT],
+    out: &mut [f32; 8],
+) {
+    const { assert!(NT * RT <= 8) };
+    let cols = x[0].len();
+    let vb = flt_bytes(F);
+    if x.iter().any(|r| r.len() != cols) || !rows_hold(w, cols, vb) {
+        *out = [0.0; 8];
+        return;
+    }
+    let mut acc = [[_mm256_setzero_ps(); NT]; RT];
+    let full = cols / 8 * 8;
+    let prefetch_step = next.len().div_ceil(64).div_ceil((cols / 8).max(1));
+    let mut k = 0;
+    while k < full {
+        prefetch_lines(next, k / 8 * prefetch_step, prefetch_step);
+        // SAFETY: k + 8 <= cols: the weight rows hold `cols` values, the
+        // activation rows are `cols` long.
+        let wv: [__m256; NT] =
+            core::array::from_fn(|n| unsafe { load_flt8::<F>(w[n].as_ptr().add(k * vb)) });
+        for r in 0..RT {
+            // SAFETY: as above.
+            let xv = unsafe { _mm256_loadu_ps(x[r].as_ptr().add(k)) };
+            for n in 0..NT {
+                acc[r][n] = _mm256_fmadd_ps(wv[n], xv, acc[r][n]);
+            }
+        }
+        k += 8;
+    }
+    if full < cols {
+        // The tail, zero-padded to 8: adding 0 * 0 changes no sum.
+        let mut wbuf = [[0u8; 32]; NT];
+        for n in 0..NT {
+            let src = w[n].get(full * vb..cols * vb).unwrap_or(&[]);
+            for (d, s) in wbuf[n].iter_mut().zip(src) {
+                *d = *s;
+            }
+        }
+        for r in 0..RT {
+            let mut xbuf = [0f32; 8];
+            for (d, s) in xbuf.iter_mut().zip(x[r].get(full..).unwrap_or(&[])) {
+                *d = *s;
+            }
+            // SAFETY: xbuf is 8 f32.
+            let xv = unsafe { _mm256_loadu_ps(xbuf.as_ptr()) };
+            for n in 0..NT {
+                // SAFETY: wbuf rows are 32 bytes, at least 8 values.
+                let wv = unsafe { load_flt8::<F>(wbuf[n].as_ptr()) };
+                acc[r][n] = _mm256_fmadd_ps(wv, xv, acc[r][n]);
+            }
+        }
+    }
+    for r in 0..RT {
+        for n in 0..NT {
+            out[r * NT + n] = hsum_ps(acc[r][n]);
+        }
+    }
+}
+
+/// `round_half_away`, clamped to +-127, of 8 lanes (exact, like the scalar
+/// [`act::quantize_value`] for finite input).
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+fn round_clamp(v: __m256) -> __m256i {
+    let t = _mm256_round_ps::<{ _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC }>(v);
+    let f = _mm256_sub_ps(v, t);
+    let one = _mm256_set1_ps(1.0);
+    let up = _mm256_and_ps(_mm256_cmp_ps::<_CMP_GE_OQ>(f, _mm256_set1_ps(0.5)), one);
+    let down = _mm256_and_ps(_mm256_cmp_ps::<_CMP_LE_OQ>(f, _mm256_set1_ps(-0.5)), one);
+    let r = _mm256_sub_ps(_mm256_add_ps(t, up), down);
+    let r = _mm256_min_ps(
+        _mm256_max_ps(r, _mm256_set1_ps(-127.0)),
+        _mm256_set1_ps(127.0),
+    );
+    _mm256_cvttps_epi32(r)
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+fn quantize_act_row(q8_1: bool, x: &[f32], out: &mut [u8]) {
+    let sign = _mm256_set1_ps(-0.0);
+    for (xb, ob) in x.chunks_exact(QK).zip(out.chunks_exact_mut(BLOCK_BYTES)) {
+        let Ok(ob) = <&mut [u8; BLOCK_BYTES]>::try_from(ob) else {
+            break;
+        };
+        // SAFETY: xb is 32 f32.
+        let v: [__m256; 4] =
+            core::array::from_fn(|i| unsafe { _mm256_loadu_ps(xb.as_ptr().add(8 * i)) });
+        let m = _mm256_max_ps(
+            _mm256_max_ps(_mm256_andnot_ps(sign, v[0]), _mm256_andnot_ps(sign, v[1])),
+            _mm256_max_ps(_mm256_andnot_ps(sign, v[2]), _mm256_andnot_ps(sign, v[3])),
+        );
+        let m = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps::<1>(m));
+        let m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+        let m = _mm_max_ss(m, _mm_shuffle_ps::<0b01>(m, m));
+        let (d, id) = act::scale(_mm_cvtss_f32(m));
+        let idv = _mm256_set1_ps(id);
+        let q: [__m256i; 4] = core::array::from_fn(|i| round_clamp(_mm256_mul_ps(v[i], idv)));
+        let sum = hsum_i32(_mm256_add_epi32(
+            _mm256_add_epi32(q[0], q[1]),
+            _mm256_add_epi32(q[2], q[3]),
+        ));
+        let p01 = _mm256_packs_epi32(q[0], q[1]);
+        let p23 = _mm256_packs_epi32(q[2], q[3]);
+        let bytes = _mm256_permutevar8x32_epi32(
+            _mm256_packs_epi16(p01, p23),
+            _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7),
+        );
+        // SAFETY: ob is 40 bytes; the values take the first 32.
+        unsafe { _mm256_storeu_si256(ob.as_mut_ptr().cast(), bytes) };
+        act::write_tail(ob, d, sum, q8_1);
+    }
+}
+
+/// `dot(q, row)` for a KV row of `q.len()` values (lengths checked by the
+/// caller; a short row gives 0).
+#[target_feature(enable = "avx2,fma,f16c")]
+fn kv_dot(ty: KvType, q: &[f32], row: &[u8]) -> f32 {
+    let dim = q.len();
+    let mut out = [0f32; 8];
+    match ty {
+        KvType::F32 => flt_tile::<F_F32, 1, 1>(&[row], &[], &[q], &mut out),
+        KvType::F16 => flt_tile::<F_F16, 1, 1>(&[row], &[], &[q], &mut out),
+        KvType::Q8_0 => {
+            let nb = dim / QK;
+            if !rows_hold(&[row], nb, 34) {
+                return 0.0;
+            }
+            let mut acc = _mm256_setzero_ps();
+            for b in 0..nb {
+                // SAFETY: the row holds nb blocks of 34 bytes, q holds
+                // nb * 32 values; b < nb.
+                let (d, blk) = unsafe {
+                    let p = row.as_ptr().add(b * 34);
+                    let mut blk = _mm256_setzero_ps();
+                    for c in 0..4 {
+                        let kq = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(
+                            p.add(2 + 8 * c).cast(),
+                        )));
+                        let qv = _mm256_loadu_ps(q.as_ptr().add(b * QK + 8 * c));
+                        blk = _mm256_fmadd_ps(qv, kq, blk);
+                    }
+                    (f16_to_f32(read_u16(p)), blk)
+                };
+                acc = _mm256_fmadd_ps(_mm256_set1_ps(d), blk, acc);
+            }
+            out[0] = hsum_ps(acc);
+        }
+    }
+    out[0]
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+fn kv_scores(ty: KvType, q: &[f32], k: &[u8], stride: usize, out: &mut [f32]) {
+    for (t, o) in out.iter_mut().enumerate() {
+        let row = k.get(t.saturating_mul(stride)..).unwrap_or(&[]);
+        *o = kv_dot(ty, q, row);
+    }
+}
+
+/// 8 values of a KV row starting at value `i` (`i % 8 == 0`; for Q8_0 the
+/// 8 values are inside one block).
+///
+/// # Safety
+///
+/// The row must hold the values `i..i + 8` of type `ty`.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+unsafe fn kv_load8(ty: KvType, row: *const u8, i: usize) -> __m256 {
+    // SAFETY: per the caller, the bytes of values i..i+8 (and, for Q8_0,
+    // their block's scale) are readable.
+    unsafe {
+        match ty {
+            KvType::F32 => _mm256_loadu_ps(row.add(4 * i).cast()),
+            KvType::F16 => _mm256_cvtph_ps(_mm_loadu_si128(row.add(2 * i).cast())),
+            KvType::Q8_0 => {
+                let blk = row.add(i / QK * 34);
+                let d = _mm256_set1_ps(f16_to_f32(read_u16(blk)));
+                let qv = _mm256_cvtepi8_epi32(_mm_loadl_epi64(blk.add(2 + i % QK).cast()));
+                _mm256_mul_ps(_mm256_cvtepi32_ps(qv), d)
+            }
+        }
+    }
+}
+
+/// `acc = acc + p[t] * V_t` per element, in order of `t`: the scalar
+/// reference's exact sequence, 8 elements at a time, 64 elements held in
+/// registers across all rows.
+#[target_feature(enable = "avx2,fma,f16c")]
+fn kv_accumulate(ty: KvType, p: &[f32], v: &[u8], stride: usize, acc: &mut [f32]) {
+    let dim = acc.len();
+    let Some(row_bytes) = ty.row_bytes(dim) else {
+        return;
+    };
+    let rows_ok = p.is_empty()
+        || (p.len() - 1)
+            .checked_mul(stride)
+            .and_then(|e| e.checked_add(row_bytes))
+            .is_some_and(|end| end <= v.len());
+    if !rows_ok {
+        return;
+    }
+    let full = dim / 8 * 8;
+    let mut i0 = 0;
+    while i0 < full {
+        let chunks = ((full - i0) / 8).min(8);
+        if chunks == 8 {
+            // SAFETY: i0 + 64 <= full <= acc.len().
+            let mut a: [__m256; 8] =
+                core::array::from_fn(|c| unsafe { _mm256_loadu_ps(acc.as_ptr().add(i0 + 8 * c)) });
+            for (t, pt) in p.iter().enumerate() {
+                let pv = _mm256_set1_ps(*pt);
+                // SAFETY: row t is in bounds (checked above) and holds `dim`
+                // values; i0 + 64 <= dim.
+                let row = unsafe { v.as_ptr().add(t * stride) };
+                for (c, ac) in a.iter_mut().enumerate() {
+                    // SAFETY: values i0 + 8c .. i0 + 8c + 8 are in the row.
+                    let vv = unsafe { kv_load8(ty, row, i0 + 8 * c) };
+                    *ac = _mm256_add_ps(*ac, _mm256_mul_ps(pv, vv));
+                }
+            }
+            for (c, ac) in a.iter().enumerate() {
+                // SAFETY: as for the loads.
+                unsafe { _mm256_storeu_ps(acc.as_mut_ptr().add(i0 + 8 * c), *ac) };
+            }
+        } else {
+            // SAFETY: i0 + 8 <= full.
+            let mut a = unsafe { _mm256_loadu_ps(acc.as_ptr().add(i0)) };
+            for (t, pt) in p.iter().enumerate() {
+                // SAFETY: as above, for 8 values.
+                let vv = unsafe { kv_load8(ty, v.as_ptr().add(t * stride), i0) };
+                a = _mm256_add_ps(a, _mm256_mul_ps(_mm256_set1_ps(*pt), vv));
+            }
+            // SAFETY: as for the load.
+            unsafe { _mm256_storeu_ps(acc.as_mut_ptr().add(i0), a) };
+            i0 += 8;
+            continue;
+        }
+        i0 += 64;
+    }
+    if full < dim {
+        // The last `dim % 8` values (F16 / F32 only: Q8_0 rows are whole
+        // blocks), exactly as the scalar reference.
+        for (t, pt) in p.iter().enumerate() {
+            let row = v.get(t * stride..).unwrap_or(&[]);
+            super::scalar::for_each_kv_value(ty, row, dim, |i, vi| {
+                if i >= full {
+                    if let Some(a) = acc.get_mut(i) {
+                        *a += pt * vi;
+                    }
+                }
+            });
+        }
+    }
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+fn kv_store_f16(x: &[f32], out: &mut [u8]) {
+    let mut xs = x.chunks_exact(8);
+    let mut os = out.chunks_exact_mut(16);
+    for (xc, oc) in (&mut xs).zip(&mut os) {
+        // SAFETY: xc is 8 f32 and oc 16 bytes.
+        unsafe {
+            let h = _mm256_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(_mm256_loadu_ps(xc.as_ptr()));
+            _mm_storeu_si128(oc.as_mut_ptr().cast(), h);
+        }
+    }
+    for (v, o) in xs
+        .remainder()
+        .iter()
+        .zip(os.into_remainder().chunks_exact_mut(2))
+    {
+        o.copy_from_slice(&f32_to_f16(*v).to_le_bytes());
+    }
+}
