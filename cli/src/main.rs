@@ -7,6 +7,7 @@ mod common;
 mod inspect;
 mod perplexity;
 mod plan;
+mod quantize;
 mod run;
 mod tokenize;
 
@@ -148,6 +149,15 @@ enum Command {
         #[arg(short = 'f', long)]
         file: String,
     },
+    /// Write a GGUF with its tensors converted to q8_0, q4_0 or f16 (llama-quantize's rules).
+    Quantize {
+        /// Input GGUF.
+        input: String,
+        /// Output GGUF.
+        output: String,
+        /// Target type: q8_0, q4_0 or f16.
+        target: String,
+    },
     /// Token ids of a text (works on any GGUF with a supported tokenizer).
     Tokenize {
         /// The GGUF model.
@@ -271,6 +281,11 @@ fn main() {
             n_predict,
             &sample.args(),
         ),
+        Command::Quantize {
+            input,
+            output,
+            target,
+        } => quantize::run(&input, &output, &target),
         Command::Perplexity { engine, file } => {
             // --ctx is the chunk size here (llama.cpp's -c), 512 by default.
             let chunk = engine.ctx.unwrap_or(512);

@@ -117,3 +117,54 @@ fn plan_c_cross_compiled_for_aarch64_gives_the_same_plan() {
         assert_eq!(out, native, "aarch64 ({cpu}) plan differs");
     }
 }
+
+/// The first `n` generated ids printed by generate.c.
+fn generated_ids(out: &str, n: usize) -> Vec<u32> {
+    let line = out
+        .lines()
+        .find(|l| l.starts_with("ids:"))
+        .unwrap_or_else(|| panic!("no ids in:\n{out}"));
+    line["ids:".len()..]
+        .split_whitespace()
+        .take(n)
+        .map(|t| t.parse().unwrap())
+        .collect()
+}
+
+#[test]
+fn generate_c_runs_in_its_static_arena_natively_and_under_qemu() {
+    let m = model_q4_1();
+    let prompt = "Once upon a time, in a small village nestled between the mountains, there lived";
+    let native = run_ok(
+        Command::new(example("native", "generate"))
+            .arg(&m)
+            .arg(prompt)
+            .arg("64"),
+    );
+    let arena_line = native
+        .lines()
+        .find(|l| l.starts_with("arena: "))
+        .expect("arena line");
+    let parts: Vec<&str> = arena_line.split_whitespace().collect();
+    // "arena: USED of N bytes used": the engine takes exactly the planned array.
+    assert_eq!(parts[1], parts[3], "{arena_line}");
+    let ids = generated_ids(&native, 16);
+    assert_eq!(ids.len(), 16);
+    for cpu in ["cortex-a72", "max"] {
+        let out = run_ok(
+            Command::new("qemu-aarch64")
+                .args(["-L", "/usr/aarch64-linux-gnu", "-cpu", cpu])
+                .arg(example("aarch64-unknown-linux-gnu", "generate"))
+                .arg(&m)
+                .arg(prompt)
+                .arg("16"),
+        );
+        assert_eq!(
+            generated_ids(&out, 16),
+            ids,
+            "aarch64 {cpu} generated other tokens"
+        );
+        let kernel = if cpu == "max" { "neon-dotprod" } else { "neon" };
+        assert!(out.contains(&format!("(kernel {kernel})")), "{cpu}: {out}");
+    }
+}
