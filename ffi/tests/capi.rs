@@ -318,3 +318,262 @@ fn a_callers_parallel_for_gives_the_same_logits() {
         assert_eq!(alm_model_close(m), alm_status::ALM_OK);
     }
 }
+
+#[test]
+fn tokenizer_api_reports_exact_sizes_and_refuses_garbage() {
+    let m = open_model();
+    let mut err = [0 as c_char; 256];
+    // SAFETY: live handles, buffers we own, lengths that match.
+    unsafe {
+        let mut p = std::mem::zeroed::<alm_engine_params>();
+        alm_engine_default_params(&mut p, std::mem::size_of::<alm_engine_params>());
+        p.ctx_tokens = 64;
+        let mut buf = arena(16 << 20);
+        let mut e = null_mut();
+        assert_eq!(
+            alm_engine_create(
+                m,
+                buf.as_mut_ptr().cast(),
+                16 << 20,
+                &p,
+                &mut e,
+                err.as_mut_ptr(),
+                256
+            ),
+            alm_status::ALM_OK
+        );
+        let mut tok = null_mut();
+        assert_eq!(
+            alm_engine_get_tokenizer(e, &mut tok, err.as_mut_ptr(), 256),
+            alm_status::ALM_OK
+        );
+
+        // "Hello, world!" is [19556, 28, 905, 17] (tokenizer-smollm2.jsonl).
+        let text = "Hello, world!";
+        let mut ids = [0u32; 8];
+        let mut n = 0usize;
+        let s = alm_tokenize(
+            tok,
+            text.as_ptr().cast(),
+            text.len(),
+            0,
+            ids.as_mut_ptr(),
+            2,
+            &mut n,
+            err.as_mut_ptr(),
+            256,
+        );
+        assert_eq!((s, n), (alm_status::ALM_ERR_BUFFER_TOO_SMALL, 4));
+        let s = alm_tokenize(
+            tok,
+            text.as_ptr().cast(),
+            text.len(),
+            0,
+            ids.as_mut_ptr(),
+            8,
+            &mut n,
+            err.as_mut_ptr(),
+            256,
+        );
+        assert_eq!(s, alm_status::ALM_OK);
+        assert_eq!(&ids[..n], &[19556, 28, 905, 17]);
+        // Special tokens: parsed only when asked.
+        let text = "<|im_start|>user";
+        let flags = alm_tokenize_flags::ALM_TOKENIZE_PARSE_SPECIAL as u32;
+        alm_tokenize(
+            tok,
+            text.as_ptr().cast(),
+            text.len(),
+            flags,
+            ids.as_mut_ptr(),
+            8,
+            &mut n,
+            null_mut(),
+            0,
+        );
+        assert_eq!(ids[0], 1); // <|im_start|>
+        let mut eog = 0;
+        assert_eq!(alm_token_is_eog(tok, 2, &mut eog), alm_status::ALM_OK);
+        assert_eq!(eog, 1); // <|im_end|>
+
+        // A piece, first with a short buffer.
+        let mut piece = [0 as c_char; 16];
+        let mut k = 0usize;
+        assert_eq!(
+            alm_token_to_piece(tok, 19556, 0, piece.as_mut_ptr(), 2, &mut k, null_mut(), 0),
+            alm_status::ALM_ERR_BUFFER_TOO_SMALL
+        );
+        assert_eq!(k, 5);
+        assert_eq!(
+            alm_token_to_piece(tok, 19556, 0, piece.as_mut_ptr(), 16, &mut k, null_mut(), 0),
+            alm_status::ALM_OK
+        );
+        assert_eq!(
+            std::slice::from_raw_parts(piece.as_ptr().cast::<u8>(), k),
+            b"Hello"
+        );
+
+        // The detokenizer refuses state it did not write, and keeps state on a short buffer.
+        let mut d = alm_detok { opaque: [0xFF; 16] };
+        assert_eq!(
+            alm_detok_push(tok, &mut d, 19556, piece.as_mut_ptr(), 16, &mut k),
+            alm_status::ALM_ERR_INVALID_ARGUMENT
+        );
+        assert_eq!(alm_detok_init(&mut d, 0, 0), alm_status::ALM_OK);
+        let before = d.opaque;
+        assert_eq!(
+            alm_detok_push(tok, &mut d, 19556, piece.as_mut_ptr(), 1, &mut k),
+            alm_status::ALM_ERR_BUFFER_TOO_SMALL
+        );
+        assert_eq!((k, d.opaque), (5, before));
+        assert_eq!(
+            alm_detok_push(tok, &mut d, 19556, piece.as_mut_ptr(), 16, &mut k),
+            alm_status::ALM_OK
+        );
+        assert_eq!(k, 5);
+
+        // Chat formatting with the model's ChatML template.
+        let user = "Hi";
+        let msgs = [alm_chat_message {
+            role: alm_role::ALM_ROLE_USER as u32,
+            content: user.as_ptr().cast(),
+            content_len: 2,
+        }];
+        let mut out = vec![0 as c_char; 512];
+        let s = alm_chat_format(
+            tok,
+            msgs.as_ptr(),
+            1,
+            1,
+            std::ptr::null(),
+            out.as_mut_ptr(),
+            8,
+            &mut k,
+            err.as_mut_ptr(),
+            256,
+        );
+        assert_eq!(s, alm_status::ALM_ERR_BUFFER_TOO_SMALL);
+        let needed = k;
+        let s = alm_chat_format(
+            tok,
+            msgs.as_ptr(),
+            1,
+            1,
+            std::ptr::null(),
+            out.as_mut_ptr(),
+            512,
+            &mut k,
+            err.as_mut_ptr(),
+            256,
+        );
+        assert_eq!((s, k), (alm_status::ALM_OK, needed));
+        let text =
+            String::from_utf8_lossy(std::slice::from_raw_parts(out.as_ptr().cast::<u8>(), k))
+                .into_owned();
+        assert_eq!(
+            text,
+            "<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n"
+        );
+        let bad_role = [alm_chat_message {
+            role: 9,
+            content: user.as_ptr().cast(),
+            content_len: 2,
+        }];
+        assert_eq!(
+            alm_chat_format(
+                tok,
+                bad_role.as_ptr(),
+                1,
+                1,
+                std::ptr::null(),
+                out.as_mut_ptr(),
+                512,
+                &mut k,
+                null_mut(),
+                0
+            ),
+            alm_status::ALM_ERR_INVALID_ARGUMENT
+        );
+
+        alm_tokenizer_free(tok);
+        alm_engine_free(e);
+        assert_eq!(alm_model_close(m), alm_status::ALM_OK);
+    }
+}
+
+#[test]
+fn a_standalone_tokenizer_loads_a_model_arenalm_cannot_run() {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../models/gemma-3-270m-q4_k_m.gguf");
+    assert!(
+        path.exists(),
+        "{} is missing: run scripts/fetch-gemma.sh",
+        path.display()
+    );
+    let bytes = std::fs::read(&path).unwrap();
+    let mut err = [0 as c_char; 256];
+    // SAFETY: buffers we own and keep alive until the tokenizer is freed.
+    unsafe {
+        let mut m = null_mut();
+        // The model itself is refused (gemma3 is not a llama-family architecture here)...
+        assert_eq!(
+            alm_model_open_bytes(bytes.as_ptr(), bytes.len(), &mut m, err.as_mut_ptr(), 256),
+            alm_status::ALM_ERR_MODEL
+        );
+        // ...but its tokenizer loads.
+        let mut need = 0usize;
+        assert_eq!(
+            alm_tokenizer_arena_bytes(
+                bytes.as_ptr(),
+                bytes.len(),
+                &mut need,
+                err.as_mut_ptr(),
+                256
+            ),
+            alm_status::ALM_OK
+        );
+        let mut buf = arena(need + 64);
+        let mut tok = null_mut();
+        let s = alm_tokenizer_create(
+            bytes.as_ptr(),
+            bytes.len(),
+            buf.as_mut_ptr().cast(),
+            need,
+            &mut tok,
+            err.as_mut_ptr(),
+            256,
+        );
+        assert_eq!(s, alm_status::ALM_OK, "{}", msg(&err));
+        let text = "Hello world";
+        let mut ids = [0u32; 8];
+        let mut n = 0;
+        let flags = alm_tokenize_flags::ALM_TOKENIZE_ADD_BOS as u32;
+        assert_eq!(
+            alm_tokenize(
+                tok,
+                text.as_ptr().cast(),
+                text.len(),
+                flags,
+                ids.as_mut_ptr(),
+                8,
+                &mut n,
+                null_mut(),
+                0
+            ),
+            alm_status::ALM_OK
+        );
+        assert_eq!(ids[0], 2); // <bos>
+        assert!(n >= 2);
+        alm_tokenizer_free(tok);
+        // One byte short of the arena the tokenizer needs.
+        let s = alm_tokenizer_create(
+            bytes.as_ptr(),
+            bytes.len(),
+            buf.as_mut_ptr().cast(),
+            need - 1,
+            &mut tok,
+            err.as_mut_ptr(),
+            256,
+        );
+        assert_eq!(s, alm_status::ALM_ERR_BUDGET);
+    }
+}
