@@ -128,11 +128,7 @@ pub fn run(
         tpl.family().name(),
         engine.ctx_capacity()
     );
-    loop {
-        let line = match input.next()? {
-            Some(l) => l,
-            None => break,
-        };
+    while let Some(line) = input.next()? {
         let line = line.trim_end_matches(['\r', '\n']);
         match line.trim() {
             "" => continue,

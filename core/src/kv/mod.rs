@@ -29,7 +29,7 @@ impl KvType {
             KvType::F16 => dim.checked_mul(2),
             KvType::F32 => dim.checked_mul(4),
             KvType::Q8_0 => {
-                if dim % 32 != 0 {
+                if !dim.is_multiple_of(32) {
                     None
                 } else {
                     (dim / 32).checked_mul(34)

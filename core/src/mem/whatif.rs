@@ -209,7 +209,9 @@ impl ArchSpec {
                 what: "layers, width, heads and shards must be non-zero",
             });
         }
-        if self.mla.is_none() && (self.n_kv_heads == 0 || self.n_heads % self.n_kv_heads != 0) {
+        if self.mla.is_none()
+            && (self.n_kv_heads == 0 || !self.n_heads.is_multiple_of(self.n_kv_heads))
+        {
             return Err(Error::InvalidArgument {
                 what: "query heads must be a non-zero multiple of KV heads",
             });

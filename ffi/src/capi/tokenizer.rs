@@ -24,7 +24,7 @@ enum TokHandle {
     /// Borrowed from an engine (valid while the engine lives).
     Engine(*mut alm_engine),
     /// Built by `alm_tokenizer_create` in the caller's arena.
-    Owned(Tokenizer<'static>),
+    Owned(Box<Tokenizer<'static>>),
 }
 
 /// # Safety
@@ -165,7 +165,7 @@ pub unsafe extern "C" fn alm_tokenizer_create(
         let mut arena = Arena::new(arena);
         match Tokenizer::new(&g, &mut arena, &TokenizerOptions::default()) {
             Ok(t) => {
-                *out = boxed(TokHandle::Owned(t));
+                *out = boxed(TokHandle::Owned(Box::new(t)));
                 alm_status::ALM_OK
             }
             Err(e) => err.fail(&e),
