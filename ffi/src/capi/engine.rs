@@ -9,7 +9,7 @@ use arenalm_core::parallel::{Parallel, Serial};
 use arenalm_core::sample::{Sampler, SamplerParams};
 
 use super::plan::{alm_memory_plan, alm_plan_params};
-use super::{alm_status, guard, out_ref, read_params, write_sized, ErrBuf};
+use super::{alm_status, fill_out, guard, out_ref, read_params, ErrBuf};
 use crate::capi::model::{alm_model, ModelHandle};
 use crate::host::{detect_cpu, kernel_from_env, ThreadPool};
 
@@ -202,17 +202,8 @@ pub unsafe extern "C" fn alm_engine_default_params(
     out: *mut alm_engine_params,
     out_size: usize,
 ) -> alm_status {
-    guard(ErrBuf::new(std::ptr::null_mut(), 0), || {
-        if out.is_null() {
-            return alm_status::ALM_ERR_NULL_ARGUMENT;
-        }
-        if out_size < 4 {
-            return alm_status::ALM_ERR_INVALID_ARGUMENT;
-        }
-        // SAFETY: `out` has `out_size` writable bytes.
-        unsafe { write_sized(alm_engine_params::defaults(), out, out_size) };
-        alm_status::ALM_OK
-    })
+    // SAFETY: forwarded contract.
+    unsafe { super::fill_defaults(out, out_size, alm_engine_params::defaults()) }
 }
 
 /// Creates an engine for `model` inside the caller's `arena` (`arena_len`
@@ -485,11 +476,6 @@ pub unsafe extern "C" fn alm_engine_get_state(
         let Some(h) = (unsafe { EngineHandle::from_ptr(engine) }) else {
             return alm_status::ALM_ERR_NULL_ARGUMENT;
         };
-        let out = out_ref!(err, out, "out");
-        let size = out.size as usize;
-        if size < 4 {
-            return alm_status::ALM_ERR_INVALID_ARGUMENT;
-        }
         let kernel = match h.engine.kernel_path() {
             KernelPath::Scalar => alm_kernel::ALM_KERNEL_SCALAR,
             KernelPath::Avx2 => alm_kernel::ALM_KERNEL_AVX2,
@@ -504,9 +490,8 @@ pub unsafe extern "C" fn alm_engine_get_state(
             vocab: h.engine.vocab() as u64,
             arena_used: h.engine.arena_used() as u64,
         };
-        // SAFETY: `out` has `size` writable bytes.
-        unsafe { write_sized(state, out, size) };
-        alm_status::ALM_OK
+        // SAFETY: `out` is NULL or has `out->size` writable bytes.
+        unsafe { fill_out(&err, out, state) }
     })
 }
 
@@ -526,15 +511,9 @@ pub unsafe extern "C" fn alm_engine_get_plan(
         let Some(h) = (unsafe { EngineHandle::from_ptr(engine) }) else {
             return alm_status::ALM_ERR_NULL_ARGUMENT;
         };
-        let out = out_ref!(err, out, "out");
-        let size = out.size as usize;
-        if size < 4 {
-            return alm_status::ALM_ERR_INVALID_ARGUMENT;
-        }
         let plan = super::plan::plan_to_c(h.engine.plan());
-        // SAFETY: `out` has `size` writable bytes.
-        unsafe { write_sized(plan, out, size) };
-        alm_status::ALM_OK
+        // SAFETY: `out` is NULL or has `out->size` writable bytes.
+        unsafe { fill_out(&err, out, plan) }
     })
 }
 
@@ -587,17 +566,8 @@ pub unsafe extern "C" fn alm_sampler_default_params(
     out: *mut alm_sampler_params,
     out_size: usize,
 ) -> alm_status {
-    guard(ErrBuf::new(std::ptr::null_mut(), 0), || {
-        if out.is_null() {
-            return alm_status::ALM_ERR_NULL_ARGUMENT;
-        }
-        if out_size < 4 {
-            return alm_status::ALM_ERR_INVALID_ARGUMENT;
-        }
-        // SAFETY: `out` has `out_size` writable bytes.
-        unsafe { write_sized(alm_sampler_params::defaults(), out, out_size) };
-        alm_status::ALM_OK
-    })
+    // SAFETY: forwarded contract.
+    unsafe { super::fill_defaults(out, out_size, alm_sampler_params::defaults()) }
 }
 
 /// Sets the engine's sampler (and reseeds it).

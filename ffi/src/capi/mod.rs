@@ -223,6 +223,123 @@ pub(crate) unsafe fn write_sized<T: Copy>(value: T, out: *mut T, out_size: usize
     n
 }
 
+/// The body of every `alm_*_default_params`: writes `value` into the
+/// caller's struct of `out_size` bytes and sets its `size`.
+///
+/// # Safety
+///
+/// `out` must be NULL or point to `out_size` writable bytes.
+pub(crate) unsafe fn fill_defaults<T: Copy>(out: *mut T, out_size: usize, value: T) -> alm_status {
+    guard(ErrBuf::new(std::ptr::null_mut(), 0), || {
+        if out.is_null() {
+            return alm_status::ALM_ERR_NULL_ARGUMENT;
+        }
+        if out_size < 4 {
+            return alm_status::ALM_ERR_INVALID_ARGUMENT;
+        }
+        // SAFETY: `out` has `out_size` writable bytes per the contract.
+        unsafe { write_sized(value, out, out_size) };
+        alm_status::ALM_OK
+    })
+}
+
+/// Fills a caller's versioned out-struct, whose leading `size` field the
+/// caller set to `sizeof` its struct.
+///
+/// # Safety
+///
+/// `out` must be NULL or point to `(*out).size` writable bytes.
+pub(crate) unsafe fn fill_out<T: Copy>(err: &ErrBuf, out: *mut T, value: T) -> alm_status {
+    if out.is_null() {
+        return err.fail_with(alm_status::ALM_ERR_NULL_ARGUMENT, "output struct is NULL");
+    }
+    // SAFETY: non-null; every out-struct starts with the caller's `uint32_t size`.
+    let size = unsafe { std::ptr::read_unaligned(out.cast::<u32>()) } as usize;
+    if size < 4 {
+        return err.fail_with(
+            alm_status::ALM_ERR_INVALID_ARGUMENT,
+            "output struct `size` not set",
+        );
+    }
+    // SAFETY: the caller's struct has `size` writable bytes.
+    unsafe { write_sized(value, out, size) };
+    alm_status::ALM_OK
+}
+
+/// A caller's input bytes `(ptr, len)`: empty for `len == 0`, an error for
+/// a NULL `ptr` with `len > 0`.
+///
+/// # Safety
+///
+/// `ptr` must point to `len` readable bytes that outlive `'b` (or be NULL).
+pub(crate) unsafe fn caller_bytes<'b>(
+    err: &ErrBuf,
+    ptr: *const u8,
+    len: usize,
+    name: &str,
+) -> Result<&'b [u8], alm_status> {
+    if len == 0 {
+        return Ok(&[]);
+    }
+    if ptr.is_null() {
+        return Err(err.fail_with(
+            alm_status::ALM_ERR_NULL_ARGUMENT,
+            &format!("`{name}` is NULL"),
+        ));
+    }
+    // SAFETY: `len` readable bytes per the contract.
+    Ok(unsafe { std::slice::from_raw_parts(ptr, len) })
+}
+
+/// A caller's output buffer `(ptr, cap)`, like [`caller_bytes`].
+///
+/// # Safety
+///
+/// `ptr` must point to `cap` writable bytes not otherwise borrowed during
+/// `'b` (or be NULL).
+pub(crate) unsafe fn caller_bytes_mut<'b>(
+    err: &ErrBuf,
+    ptr: *mut c_char,
+    cap: usize,
+    name: &str,
+) -> Result<&'b mut [u8], alm_status> {
+    if cap == 0 {
+        return Ok(&mut []);
+    }
+    if ptr.is_null() {
+        return Err(err.fail_with(
+            alm_status::ALM_ERR_NULL_ARGUMENT,
+            &format!("`{name}` is NULL"),
+        ));
+    }
+    // SAFETY: `cap` writable bytes per the contract.
+    Ok(unsafe { std::slice::from_raw_parts_mut(ptr.cast::<u8>(), cap) })
+}
+
+/// Reports a length-returning result: the length into `*n_out`, or with
+/// `ALM_ERR_BUFFER_TOO_SMALL` the length needed.
+pub(crate) fn sized_result(
+    err: &ErrBuf,
+    r: arenalm_core::Result<usize>,
+    n_out: &mut usize,
+) -> alm_status {
+    use arenalm_core::error::TokenizerError;
+    match r {
+        Ok(n) => {
+            *n_out = n;
+            alm_status::ALM_OK
+        }
+        Err(Error::Tokenizer(TokenizerError::BufferTooSmall { needed })) => {
+            *n_out = needed;
+            err.fail_with(
+                alm_status::ALM_ERR_BUFFER_TOO_SMALL,
+                &format!("{needed} needed"),
+            )
+        }
+        Err(e) => err.fail(&e),
+    }
+}
+
 static VERSION: &std::ffi::CStr = match std::ffi::CStr::from_bytes_with_nul(
     concat!(env!("CARGO_PKG_VERSION"), "\0").as_bytes(),
 ) {

@@ -149,17 +149,8 @@ pub unsafe extern "C" fn alm_plan_default_params(
     out: *mut alm_plan_params,
     out_size: usize,
 ) -> alm_status {
-    guard(ErrBuf::new(std::ptr::null_mut(), 0), || {
-        if out.is_null() {
-            return alm_status::ALM_ERR_NULL_ARGUMENT;
-        }
-        if out_size < 4 {
-            return alm_status::ALM_ERR_INVALID_ARGUMENT;
-        }
-        // SAFETY: `out` has `out_size` writable bytes.
-        unsafe { write_sized(alm_plan_params::defaults(), out, out_size) };
-        alm_status::ALM_OK
-    })
+    // SAFETY: forwarded contract.
+    unsafe { super::fill_defaults(out, out_size, alm_plan_params::defaults()) }
 }
 
 /// Plans an engine for `model` with `params` (NULL = defaults) and fills

@@ -13,7 +13,7 @@ use arenalm_core::tokenizer::{
 use arenalm_core::Error;
 
 use super::engine::{alm_engine, engine_tokenizer};
-use super::{alm_status, guard, out_ref, ErrBuf};
+use super::{alm_status, caller_bytes, caller_bytes_mut, guard, out_ref, sized_result, ErrBuf};
 
 /// A tokenizer (opaque): an engine's, or a standalone one in its own arena.
 pub struct alm_tokenizer {
@@ -230,17 +230,13 @@ pub unsafe extern "C" fn alm_tokenize(
             Ok(t) => t,
             Err(s) => return s,
         };
-        if text.is_null() && text_len > 0 {
-            return err.fail_with(alm_status::ALM_ERR_NULL_ARGUMENT, "`text` is NULL");
-        }
         if ids.is_null() && cap > 0 {
             return err.fail_with(alm_status::ALM_ERR_NULL_ARGUMENT, "`ids` is NULL");
         }
-        let raw: &[u8] = if text_len == 0 {
-            &[]
-        } else {
-            // SAFETY: `text_len` readable bytes per the contract.
-            unsafe { std::slice::from_raw_parts(text.cast::<u8>(), text_len) }
+        // SAFETY: `text_len` readable bytes (or NULL) per the contract.
+        let raw = match unsafe { caller_bytes(&err, text.cast::<u8>(), text_len, "text") } {
+            Ok(b) => b,
+            Err(s) => return s,
         };
         let Ok(text) = std::str::from_utf8(raw) else {
             return err.fail_with(alm_status::ALM_ERR_INVALID_ARGUMENT, "text is not UTF-8");
@@ -310,29 +306,12 @@ pub unsafe extern "C" fn alm_token_to_piece(
             Ok(t) => t,
             Err(s) => return s,
         };
-        if out.is_null() && cap > 0 {
-            return err.fail_with(alm_status::ALM_ERR_NULL_ARGUMENT, "`out` is NULL");
-        }
-        let buf: &mut [u8] = if cap == 0 {
-            &mut []
-        } else {
-            // SAFETY: `cap` writable bytes per the contract.
-            unsafe { std::slice::from_raw_parts_mut(out.cast::<u8>(), cap) }
+        // SAFETY: `cap` writable bytes (or NULL) per the contract.
+        let buf = match unsafe { caller_bytes_mut(&err, out, cap, "out") } {
+            Ok(b) => b,
+            Err(s) => return s,
         };
-        match tok.token_to_piece(id, special != 0, buf) {
-            Ok(n) => {
-                *n_bytes = n;
-                alm_status::ALM_OK
-            }
-            Err(Error::Tokenizer(TokenizerError::BufferTooSmall { needed })) => {
-                *n_bytes = needed;
-                err.fail_with(
-                    alm_status::ALM_ERR_BUFFER_TOO_SMALL,
-                    &format!("{needed} bytes needed"),
-                )
-            }
-            Err(e) => err.fail(&e),
-        }
+        sized_result(&err, tok.token_to_piece(id, special != 0, buf), n_bytes)
     })
 }
 
@@ -443,27 +422,16 @@ pub unsafe extern "C" fn alm_detok_push(
             Ok(t) => t,
             Err(s) => return s,
         };
-        if out.is_null() && cap > 0 {
-            return alm_status::ALM_ERR_NULL_ARGUMENT;
-        }
-        let buf: &mut [u8] = if cap == 0 {
-            &mut []
-        } else {
-            // SAFETY: `cap` writable bytes per the contract.
-            unsafe { std::slice::from_raw_parts_mut(out.cast::<u8>(), cap) }
+        // SAFETY: `cap` writable bytes (or NULL) per the contract.
+        let buf = match unsafe { caller_bytes_mut(&err, out, cap, "out") } {
+            Ok(b) => b,
+            Err(s) => return s,
         };
-        match d.push(tok, id, buf) {
-            Ok(n) => {
-                detok_put(state, d);
-                *n_bytes = n;
-                alm_status::ALM_OK
-            }
-            Err(Error::Tokenizer(TokenizerError::BufferTooSmall { needed })) => {
-                *n_bytes = needed;
-                alm_status::ALM_ERR_BUFFER_TOO_SMALL
-            }
-            Err(e) => super::status_of(&e),
+        let status = sized_result(&err, d.push(tok, id, buf), n_bytes);
+        if status == alm_status::ALM_OK {
+            detok_put(state, d);
         }
+        status
     })
 }
 
@@ -487,27 +455,16 @@ pub unsafe extern "C" fn alm_detok_finish(
         let Some(mut d) = detok_get(state) else {
             return alm_status::ALM_ERR_INVALID_ARGUMENT;
         };
-        if out.is_null() && cap > 0 {
-            return alm_status::ALM_ERR_NULL_ARGUMENT;
-        }
-        let buf: &mut [u8] = if cap == 0 {
-            &mut []
-        } else {
-            // SAFETY: `cap` writable bytes per the contract.
-            unsafe { std::slice::from_raw_parts_mut(out.cast::<u8>(), cap) }
+        // SAFETY: `cap` writable bytes (or NULL) per the contract.
+        let buf = match unsafe { caller_bytes_mut(&err, out, cap, "out") } {
+            Ok(b) => b,
+            Err(s) => return s,
         };
-        match d.finish(buf) {
-            Ok(n) => {
-                detok_put(state, d);
-                *n_bytes = n;
-                alm_status::ALM_OK
-            }
-            Err(Error::Tokenizer(TokenizerError::BufferTooSmall { needed })) => {
-                *n_bytes = needed;
-                alm_status::ALM_ERR_BUFFER_TOO_SMALL
-            }
-            Err(e) => super::status_of(&e),
+        let status = sized_result(&err, d.finish(buf), n_bytes);
+        if status == alm_status::ALM_OK {
+            detok_put(state, d);
         }
+        status
     })
 }
 
@@ -620,14 +577,12 @@ pub unsafe extern "C" fn alm_chat_format(
                     )
                 }
             };
-            if m.content.is_null() && m.content_len > 0 {
-                return err.fail_with(alm_status::ALM_ERR_NULL_ARGUMENT, "message content is NULL");
-            }
-            let bytes: &[u8] = if m.content_len == 0 {
-                &[]
-            } else {
-                // SAFETY: `content_len` readable bytes per the contract.
-                unsafe { std::slice::from_raw_parts(m.content.cast::<u8>(), m.content_len) }
+            // SAFETY: `content_len` readable bytes per the contract.
+            let bytes = match unsafe {
+                caller_bytes(&err, m.content.cast::<u8>(), m.content_len, "content")
+            } {
+                Ok(b) => b,
+                Err(s) => return s,
             };
             let Ok(content) = std::str::from_utf8(bytes) else {
                 return err.fail_with(
@@ -637,25 +592,15 @@ pub unsafe extern "C" fn alm_chat_format(
             };
             msgs.push(ChatMessage { role, content });
         }
-        let buf: &mut [u8] = if cap == 0 {
-            &mut []
-        } else {
-            // SAFETY: `cap` writable bytes per the contract.
-            unsafe { std::slice::from_raw_parts_mut(out.cast::<u8>(), cap) }
+        // SAFETY: `cap` writable bytes (or NULL) per the contract.
+        let buf = match unsafe { caller_bytes_mut(&err, out, cap, "out") } {
+            Ok(b) => b,
+            Err(s) => return s,
         };
-        match template.format(&msgs, add_generation_prompt != 0, buf) {
-            Ok(n) => {
-                *n_bytes = n;
-                alm_status::ALM_OK
-            }
-            Err(Error::Tokenizer(TokenizerError::BufferTooSmall { needed })) => {
-                *n_bytes = needed;
-                err.fail_with(
-                    alm_status::ALM_ERR_BUFFER_TOO_SMALL,
-                    &format!("{needed} bytes needed"),
-                )
-            }
-            Err(e) => err.fail(&e),
-        }
+        sized_result(
+            &err,
+            template.format(&msgs, add_generation_prompt != 0, buf),
+            n_bytes,
+        )
     })
 }
