@@ -382,7 +382,7 @@ impl<'a> Engine<'a> {
         } else {
             Some(vector(bytes, &g.rope_freqs)?)
         };
-        let (_, cos_sin_all) = self.s.rope.split_at_mut(rope_dims / 2);
+        let cos_sin_all = &mut *self.s.rope;
         for r in 0..n {
             self.rope.angles(
                 pos0 + r,

@@ -117,8 +117,7 @@ pub struct ScratchPlan {
     /// Per-task attention state: `threads x gqa_group x (page_tokens + head_dim + 2)` f32
     /// (scores of a page, the running output, running max and sum, per query head).
     pub attn: usize,
-    /// RoPE: inverse frequencies (`rope_dim / 2`) and per-row cos/sin
-    /// (`max_batch x rope_dim`), f32.
+    /// RoPE cosines and sines of each row's position: `max_batch x rope_dim` f32.
     pub rope: usize,
     /// Logits, `max_outputs x vocab` f32.
     pub logits: usize,
@@ -295,10 +294,7 @@ fn scratch_plan(model: &Model<'_>, p: &PlanParams) -> Result<(ScratchPlan, Scrat
         "attention scratch",
     )?;
     let attn = mul(p.threads as usize, per_task, "attention scratch")?;
-    let half_rope = hp.rope_dim as usize / 2;
-    let rope = mul(b, hp.rope_dim as usize, "rope scratch")?
-        .checked_add(half_rope)
-        .ok_or(overflow("rope scratch"))?;
+    let rope = mul(b, hp.rope_dim as usize, "rope scratch")?;
     let logits = mul(p.max_outputs as usize, hp.vocab as usize, "logits")?;
     let candidates = hp.vocab as usize;
 
@@ -543,15 +539,15 @@ mod tests {
         assert_eq!(s.act, 0);
         // Attention: 2 threads x 2 heads per KV head x (16 + 16 + 2) = 136 f32 = 544 -> 576.
         assert_eq!(s.attn, 576);
-        // RoPE: 8 rows x 16 + 8 inverse frequencies = 136 f32 = 544 -> 576.
-        assert_eq!(s.rope, 576);
+        // RoPE: 8 rows x 16 cos/sin values = 128 f32 = 512.
+        assert_eq!(s.rope, 512);
         // Logits: 2 rows x 300 f32 = 2,400 -> 2,432; candidates 300 x 8 = 2,400 -> 2,432.
         assert_eq!((s.logits, s.candidates), (2432, 2432));
-        assert_eq!(s.total(), 16_256);
-        // Total: index 768 + KV 16,448 + table 64 + scratch 16,256 + tokenizer + engine.
+        assert_eq!(s.total(), 16_192);
+        // Total: index 768 + KV 16,448 + table 64 + scratch 16,192 + tokenizer + engine.
         assert_eq!(
             p.total_bytes,
-            768 + 16_448 + 64 + 16_256 + p.tokenizer_bytes + p.engine_state_bytes
+            768 + 16_448 + 64 + 16_192 + p.tokenizer_bytes + p.engine_state_bytes
         );
         assert_eq!(p.items().iter().map(|i| i.1).sum::<usize>(), p.total_bytes);
         assert_eq!(p.engine_state_bytes % 64, 0);
