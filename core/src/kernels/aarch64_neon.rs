@@ -1,16 +1,20 @@
 //! aarch64 NEON bodies, with and without the dot-product extension.
 //!
-//! Integer matmul, per 32-value block and output pair, exact in 32 bits:
-//! * plain NEON: `vmull_s8` + `vmlal_high_s8` (two products per i16 lane,
-//!   at most 2 * 128 * 127 = 32512, no overflow), then `vpadalq_s16`;
-//! * dotprod: two `sdot` (reached through `asm!`: the intrinsic is not
-//!   stable).
+//! Integer matmul, per 32-value block and output: the 8 exact i32 lane
+//! sums of 4 consecutive products (docs/numerics.md) in two vectors (lanes
+//! 0-3 from values 0..16, lanes 4-7 from values 16..32):
+//! * plain NEON: `vmull_s8` / `vmull_high_s8` (i16 products), `vpaddq_s16`
+//!   (pairs, at most 2 * 128 * 127 = 32512, no overflow), `vpaddlq_s16`;
+//! * dotprod: `sdot` on 16 bytes gives exactly the 4-element lane sums
+//!   (reached through `asm!`: the intrinsic is not stable).
 //!
-//! A tile reduces the block sums of 8 outputs with `vpaddq_s32` and does the
-//! f32 part in the scalar reference's order of roundings, so results are
-//! bit-identical to the scalar path (and to AVX2). F16 <-> f32 conversions
-//! use `fcvtl` / `fcvtn` through `asm!` (their intrinsics need the unstable
-//! `f16` type); both are base ARMv8 instructions.
+//! Q4_0's `- 8` is applied to the nibbles, so every kind multiplies signed
+//! bytes. Each output keeps its own 8-lane accumulator (two vectors),
+//! updated with `vfmaq_f32` (fused, rounding as x86's FMA) block after
+//! block and reduced by [`hsum8`]: the canonical order of roundings, so
+//! results are bit-identical to the scalar path (and to AVX2). F16 <-> f32
+//! conversions use `fcvtl` / `fcvtn` through `asm!` (their intrinsics need
+//! the unstable `f16` type); both are base ARMv8 instructions.
 //!
 //! The bodies are `#[target_feature(enable = "neon")]` functions generic
 //! over `DOT`; `sdot` is assembled with `.arch_extension dotprod`, so the
@@ -177,9 +181,9 @@ impl<const DOT: bool> Isa for Neon<DOT> {
         }
     }
 
-    fn quantize_act_row(&self, q8_1: bool, x: &[f32], out: &mut [u8]) {
+    fn quantize_act_row(&self, x: &[f32], out: &mut [u8]) {
         // SAFETY: as in `flt_1x1`.
-        unsafe { quantize_act_row(q8_1, x, out) }
+        unsafe { quantize_act_row(x, out) }
     }
 
     fn kv_scores(&self, ty: KvType, q: &[f32], k: &[u8], stride: usize, out: &mut [f32]) {
@@ -308,8 +312,8 @@ fn rows_hold(rows: &[&[u8]], nb: usize, block: usize) -> bool {
     }
 }
 
-/// A weight block: values 0..16 and 16..32 as i8 (Q4_*: nibbles 0..=15),
-/// scale bits, minimum bits (Q4_1).
+/// A weight block: values 0..16 and 16..32 as i8 (Q4_0: nibble - 8, Q4_1:
+/// nibble), scale bits, minimum bits (Q4_1).
 ///
 /// # Safety
 ///
@@ -330,15 +334,21 @@ unsafe fn load_weight_block<const K: u8>(p: *const u8) -> (int8x16_t, int8x16_t,
                 (0, p.add(2))
             };
             let packed = vld1q_u8(qs);
-            let lo = vandq_u8(packed, vdupq_n_u8(0x0f));
-            let hi = vshrq_n_u8::<4>(packed);
-            (vreinterpretq_s8_u8(lo), vreinterpretq_s8_u8(hi), d, m)
+            let lo = vreinterpretq_s8_u8(vandq_u8(packed, vdupq_n_u8(0x0f)));
+            let hi = vreinterpretq_s8_u8(vshrq_n_u8::<4>(packed));
+            if K == K_Q4_0 {
+                let eight = vdupq_n_s8(8);
+                (vsubq_s8(lo, eight), vsubq_s8(hi, eight), d, m)
+            } else {
+                (lo, hi, d, m)
+            }
         }
     }
 }
 
-/// The exact partial sums (4 x i32) of one weight block times one
-/// activation block.
+/// The 8 exact lane sums of one weight block times one activation block:
+/// lanes 0-3 (values 0..16) and 4-7 (values 16..32), lane `l` the sum of
+/// values `4l..4l+4`.
 ///
 /// # Safety
 ///
@@ -348,22 +358,24 @@ unsafe fn load_weight_block<const K: u8>(p: *const u8) -> (int8x16_t, int8x16_t,
 unsafe fn block_products<const DOT: bool>(
     w: (int8x16_t, int8x16_t),
     a: (int8x16_t, int8x16_t),
-) -> int32x4_t {
+) -> (int32x4_t, int32x4_t) {
     if DOT {
+        let zero = vdupq_n_s32(0);
         // SAFETY: DOT implies dotprod, per the caller.
-        unsafe { sdot(sdot(vdupq_n_s32(0), w.0, a.0), w.1, a.1) }
+        unsafe { (sdot(zero, w.0, a.0), sdot(zero, w.1, a.1)) }
     } else {
-        let p = vmlal_high_s8(vmull_s8(vget_low_s8(w.0), vget_low_s8(a.0)), w.0, a.0);
-        let q = vmlal_high_s8(vmull_s8(vget_low_s8(w.1), vget_low_s8(a.1)), w.1, a.1);
-        vpadalq_s16(vpaddlq_s16(p), q)
+        (lane_sums16(w.0, a.0), lane_sums16(w.1, a.1))
     }
 }
 
-/// Totals of four vectors: lane `j` is the sum of `v[j]` (exact, wrapping).
+/// Sums of 4 consecutive products of 16 i8 pairs, without dotprod.
 #[target_feature(enable = "neon")]
 #[inline]
-fn reduce4(v: [int32x4_t; 4]) -> int32x4_t {
-    vpaddq_s32(vpaddq_s32(v[0], v[1]), vpaddq_s32(v[2], v[3]))
+fn lane_sums16(w: int8x16_t, a: int8x16_t) -> int32x4_t {
+    let lo = vmull_s8(vget_low_s8(w), vget_low_s8(a));
+    let hi = vmull_high_s8(w, a);
+    // Products 2k and 2k+1, then pairs of those.
+    vpaddlq_s16(vpaddq_s16(lo, hi))
 }
 
 #[target_feature(enable = "neon")]
@@ -390,7 +402,9 @@ fn i32x4(v: [i32; 4]) -> int32x4_t {
 // ---------------------------------------------------------------------------
 // Integer matmul.
 
-/// `NT x RT` outputs (`NT * RT == 8`): `out[r * NT + n] = dot(w[n], a[r])`.
+/// `NT x RT` outputs (`NT * RT <= 8`): `out[r * NT + n] = dot(w[n], a[r])`
+/// (the other entries of `out` are unspecified). Every output is computed
+/// by the same sequence of f32 operations whatever `NT` and `RT` are.
 ///
 /// # Safety
 ///
@@ -404,79 +418,95 @@ unsafe fn int_tile<const K: u8, const NT: usize, const RT: usize, const DOT: boo
     nb: usize,
     out: &mut [f32; 8],
 ) {
-    const { assert!(NT * RT == 8) };
+    const { assert!(NT * RT <= 8 && NT * RT > 0) };
     let bb = block_bytes(K);
     if !rows_hold(w, nb, bb) || !rows_hold(a, nb, BLOCK_BYTES) {
         *out = [0.0; 8];
         return;
     }
-    let mut acc = [vdupq_n_f32(0.0); 2];
+    let zero = vdupq_n_f32(0.0);
+    // One 8-lane accumulator (lanes 0-3, 4-7) per output; Q4_1's `summs`
+    // of output p in lane p % 4 of summs[p / 4].
+    let mut acc = [[(zero, zero); NT]; RT];
+    let mut summs = [zero; 2];
+    // Lane p of the per-block scalars is output (row p / NT, feature
+    // p % NT); lanes past NT * RT hold copies and are never read.
+    let row_of = |p: usize| if p < NT * RT { p / NT } else { 0 };
     let prefetch_step = next.len().div_ceil(64).div_ceil(nb.max(1));
     for b in 0..nb {
         prefetch_lines(next, b * prefetch_step, prefetch_step);
-        let mut wv = [(vdupq_n_s8(0), vdupq_n_s8(0)); NT];
+        let mut av = [(vdupq_n_s8(0), vdupq_n_s8(0)); RT];
+        let mut da = [0f32; RT];
+        let mut sa = [0f32; RT];
+        for r in 0..RT {
+            // SAFETY: rows_hold checked nb activation blocks per row; b < nb.
+            unsafe {
+                let p = a[r].as_ptr().add(b * BLOCK_BYTES);
+                av[r] = (vld1q_s8(p.cast()), vld1q_s8(p.add(16).cast()));
+                da[r] = f32::from_ne_bytes(read_4(p.add(D_AT)));
+                sa[r] = f32::from_ne_bytes(read_4(p.add(S_AT)));
+            }
+        }
         let mut dw = [0u16; NT];
         let mut mw = [0u16; NT];
         for n in 0..NT {
-            // SAFETY: rows_hold checked nb blocks per weight row; b < nb.
-            let (lo, hi, d, m) = unsafe { load_weight_block::<K>(w[n].as_ptr().add(b * bb)) };
-            wv[n] = (lo, hi);
-            dw[n] = d;
-            mw[n] = m;
+            // SAFETY: rows_hold checked nb blocks per weight row; b < nb; the
+            // header is the first 2 (Q4_1: 4) bytes of a block.
+            unsafe {
+                let p = w[n].as_ptr().add(b * bb);
+                dw[n] = read_u16(p);
+                if K == K_Q4_1 {
+                    mw[n] = read_u16(p.add(2));
+                }
+            }
         }
-        let mut prods = [vdupq_n_s32(0); 8];
-        let mut da = [0f32; RT];
-        let mut sa = [[0u8; 4]; RT];
-        for r in 0..RT {
-            // SAFETY: rows_hold checked nb activation blocks per row; b < nb.
-            let (av, d, s) = unsafe {
-                let p = a[r].as_ptr().add(b * BLOCK_BYTES);
-                (
-                    (vld1q_s8(p.cast()), vld1q_s8(p.add(16).cast())),
-                    read_4(p.add(D_AT)),
-                    read_4(p.add(S_AT)),
-                )
-            };
-            da[r] = f32::from_ne_bytes(d);
-            sa[r] = s;
-            for n in 0..NT {
+        // dd = f32(d_w) * d_a for the 8 (or fewer) outputs, 4 at a time.
+        let mut dd = [0f32; 8];
+        for (h, half) in dd.chunks_exact_mut(4).enumerate() {
+            let dwv = f16x4(core::array::from_fn(|p| dw[(4 * h + p) % NT]));
+            let dav = f32x4(core::array::from_fn(|p| da[row_of(4 * h + p)]));
+            // SAFETY: `half` is 4 f32.
+            unsafe { vst1q_f32(half.as_mut_ptr(), vmulq_f32(dwv, dav)) };
+        }
+        for n in 0..NT {
+            // SAFETY: as for the header above.
+            let (lo, hi, _, _) = unsafe { load_weight_block::<K>(w[n].as_ptr().add(b * bb)) };
+            for r in 0..RT {
                 // SAFETY: DOT implies dotprod, per the caller.
-                prods[r * NT + n] = unsafe { block_products::<DOT>(wv[n], av) };
+                let (s0, s1) = unsafe { block_products::<DOT>((lo, hi), av[r]) };
+                let ddv = vdupq_n_f32(dd[r * NT + n]);
+                let (a0, a1) = acc[r][n];
+                acc[r][n] = (
+                    vfmaq_f32(a0, ddv, vcvtq_f32_s32(s0)),
+                    vfmaq_f32(a1, ddv, vcvtq_f32_s32(s1)),
+                );
             }
         }
-        // Lane p of half h is output (row (4h + p) / NT, feature (4h + p) % NT).
-        for h in 0..2 {
-            let mut isum = reduce4([
-                prods[4 * h],
-                prods[4 * h + 1],
-                prods[4 * h + 2],
-                prods[4 * h + 3],
-            ]);
-            let lane = |p: usize| 4 * h + p;
-            let dwv = f16x4(core::array::from_fn(|p| dw[lane(p) % NT]));
-            let dav = f32x4(core::array::from_fn(|p| da[lane(p) / NT]));
-            if K == K_Q4_0 {
-                let sums = i32x4(core::array::from_fn(|p| {
-                    i32::from_ne_bytes(sa[lane(p) / NT])
-                }));
-                isum = vsubq_s32(isum, vshlq_n_s32::<3>(sums));
+        if K == K_Q4_1 {
+            // summs + m_w * s_a: a multiply and an add, not fused.
+            for (h, sm) in summs.iter_mut().enumerate() {
+                let mwv = f16x4(core::array::from_fn(|p| mw[(4 * h + p) % NT]));
+                let sav = f32x4(core::array::from_fn(|p| sa[row_of(4 * h + p)]));
+                *sm = vaddq_f32(*sm, vmulq_f32(mwv, sav));
             }
-            let mut t = vmulq_f32(vmulq_f32(dwv, dav), vcvtq_f32_s32(isum));
-            if K == K_Q4_1 {
-                let mwv = f16x4(core::array::from_fn(|p| mw[lane(p) % NT]));
-                let sav = f32x4(core::array::from_fn(|p| {
-                    f32::from_ne_bytes(sa[lane(p) / NT])
-                }));
-                t = vaddq_f32(t, vmulq_f32(mwv, sav));
-            }
-            acc[h] = vaddq_f32(acc[h], t);
         }
     }
-    let (lo, hi) = out.split_at_mut(4);
-    // SAFETY: each half of `out` is 4 f32.
+    let mut sm = [0f32; 8];
+    let (lo, hi) = sm.split_at_mut(4);
+    // SAFETY: each half of `sm` is 4 f32.
     unsafe {
-        vst1q_f32(lo.as_mut_ptr(), acc[0]);
-        vst1q_f32(hi.as_mut_ptr(), acc[1]);
+        vst1q_f32(lo.as_mut_ptr(), summs[0]);
+        vst1q_f32(hi.as_mut_ptr(), summs[1]);
+    }
+    for (r, acc_r) in acc.iter().enumerate() {
+        for (n, &(a0, a1)) in acc_r.iter().enumerate() {
+            let p = r * NT + n;
+            out[p] = if K == K_Q4_1 {
+                hsum8(a0, a1) + sm[p]
+            } else {
+                hsum8(a0, a1)
+            };
+        }
     }
 }
 
@@ -512,7 +542,7 @@ unsafe fn int_4x2<const K: u8, const DOT: bool>(
     unsafe { int_tile::<K, 4, 2, DOT>(w, next, a, nb, out) }
 }
 
-/// One output, in the scalar reference's order of roundings.
+/// One output: the 1x1 tile.
 ///
 /// # Safety
 ///
@@ -520,35 +550,10 @@ unsafe fn int_4x2<const K: u8, const DOT: bool>(
 #[target_feature(enable = "neon")]
 #[inline]
 unsafe fn int_1x1<const K: u8, const DOT: bool>(w: &[u8], a: &[u8], nb: usize) -> f32 {
-    let bb = block_bytes(K);
-    if !rows_hold(&[w], nb, bb) || !rows_hold(&[a], nb, BLOCK_BYTES) {
-        return 0.0;
-    }
-    let mut acc = 0.0f32;
-    for b in 0..nb {
-        // SAFETY: both rows hold nb blocks; b < nb.
-        let ((lo, hi, d, m), av, da, sa) = unsafe {
-            let p = a.as_ptr().add(b * BLOCK_BYTES);
-            (
-                load_weight_block::<K>(w.as_ptr().add(b * bb)),
-                (vld1q_s8(p.cast()), vld1q_s8(p.add(16).cast())),
-                f32::from_ne_bytes(read_4(p.add(D_AT))),
-                read_4(p.add(S_AT)),
-            )
-        };
-        // SAFETY: DOT implies dotprod, per the caller.
-        let mut isum = vaddvq_s32(unsafe { block_products::<DOT>((lo, hi), av) });
-        if K == K_Q4_0 {
-            isum = isum.wrapping_sub(i32::from_ne_bytes(sa).wrapping_mul(8));
-        }
-        let dw = f16_to_f32(d);
-        acc = if K == K_Q4_1 {
-            acc + ((dw * da) * isum as f32 + f16_to_f32(m) * f32::from_ne_bytes(sa))
-        } else {
-            acc + (dw * da) * isum as f32
-        };
-    }
-    acc
+    let mut out = [0f32; 8];
+    // SAFETY: same contract.
+    unsafe { int_tile::<K, 1, 1, DOT>(&[w], &[], &[a], nb, &mut out) };
+    out[0]
 }
 
 // ---------------------------------------------------------------------------
@@ -680,7 +685,7 @@ unsafe fn flt_tile<const F: u8, const NT: usize, const RT: usize>(
 ///
 /// None beyond NEON (slices are checked).
 #[target_feature(enable = "neon")]
-unsafe fn quantize_act_row(q8_1: bool, x: &[f32], out: &mut [u8]) {
+unsafe fn quantize_act_row(x: &[f32], out: &mut [u8]) {
     for (xb, ob) in x.chunks_exact(QK).zip(out.chunks_exact_mut(BLOCK_BYTES)) {
         let Ok(ob) = <&mut [u8; BLOCK_BYTES]>::try_from(ob) else {
             break;
@@ -696,10 +701,10 @@ unsafe fn quantize_act_row(q8_1: bool, x: &[f32], out: &mut [u8]) {
         let mut sum = vdupq_n_s32(0);
         let mut q = [vdupq_n_s32(0); 8];
         for (qi, vi) in q.iter_mut().zip(&v) {
-            // FRINTA rounds half away from zero, like `roundf`.
-            let r = vrndaq_f32(vmulq_n_f32(*vi, id));
-            let r = vminq_f32(vmaxq_f32(r, vdupq_n_f32(-127.0)), vdupq_n_f32(127.0));
-            *qi = vcvtq_s32_f32(r);
+            // One f32 multiply, then FCVTNS: round half to even, whatever
+            // FPCR says.
+            let r = vcvtnq_s32_f32(vmulq_n_f32(*vi, id));
+            *qi = vminq_s32(vmaxq_s32(r, vdupq_n_s32(-127)), vdupq_n_s32(127));
             sum = vaddq_s32(sum, *qi);
         }
         let h: [int16x8_t; 4] =
@@ -711,7 +716,7 @@ unsafe fn quantize_act_row(q8_1: bool, x: &[f32], out: &mut [u8]) {
             vst1q_s8(ob.as_mut_ptr().cast(), b0);
             vst1q_s8(ob.as_mut_ptr().add(16).cast(), b1);
         }
-        act::write_tail(ob, d, vaddvq_s32(sum), q8_1);
+        act::write_tail(ob, d, vaddvq_s32(sum));
     }
 }
 

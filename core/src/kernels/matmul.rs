@@ -143,7 +143,7 @@ pub(crate) trait Isa: Sync {
 
     /// Quantizes one row (`x.len()` a multiple of 32, `out` its
     /// [`act::row_bytes`]) exactly as [`act::quantize_block`] does.
-    fn quantize_act_row(&self, q8_1: bool, x: &[f32], out: &mut [u8]);
+    fn quantize_act_row(&self, x: &[f32], out: &mut [u8]);
 
     /// See [`super::Kernels::kv_scores`]; lengths already checked.
     fn kv_scores(&self, ty: KvType, q: &[f32], k: &[u8], stride: usize, out: &mut [f32]);

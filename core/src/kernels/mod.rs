@@ -21,19 +21,23 @@
 //! formats (F32, F16, BF16) multiply f32 activations with f32 FMAs.
 //!
 //! The integer paths are **bit-identical across every path** (scalar,
-//! AVX2, NEON, NEON dotprod): each 32-block's integer dot product is exact,
-//! and the f32 part is the same sequence of roundings everywhere, one output
-//! at a time, block after block:
+//! AVX2, NEON, NEON dotprod), and compute what llama.cpp's x86 AVX2 kernels
+//! compute (`docs/numerics.md` has the full definition). Per output, eight
+//! f32 lanes, block after block:
 //!
 //! ```text
-//! Q8_0 x Q8_0, Q4_0 x Q8_0:  acc = acc + (d_w * d_a) * (isum as f32)
-//! Q4_1 x Q8_1:               acc = acc + ((d_w * d_a) * (isum as f32) + m_w * s_a)
+//! dd      = d_w * d_a                              (f32 multiply)
+//! isum[l] = sum of w_j * a_j over j in 4l..4l+4    (exact i32)
+//! acc[l]  = fma(dd, isum[l], acc[l])               (fused)
+//! Q4_1:     summs = summs + m_w * s_a              (multiply, then add)
+//! result  = ((acc0 + acc4) + (acc2 + acc6)) + ((acc1 + acc5) + (acc3 + acc7))
+//!           [+ summs for Q4_1]
 //! ```
 //!
-//! (`isum` = the block's integer dot product, `s_a` = `d_a * sum(q_a)`; for
-//! Q4_0 `isum = sum(q * a) - 8 * sum(a)`). The f32-weight paths accumulate
-//! in 8 lanes with FMA and differ from the scalar reference by rounding
-//! only; see the tests for the bounds.
+//! (`w_j`: Q8_0's int8, Q4_0's nibble - 8, Q4_1's nibble; `d_a` and `s_a`
+//! are the activation block's f16-rounded scale and `d * sum(q_a)`.) The
+//! f32-weight paths accumulate in 8 lanes with FMA and differ from the
+//! scalar reference by rounding only; see the tests for the bounds.
 //!
 //! Work is split by output feature: [`Kernels::matmul`] hands `par.threads()`
 //! contiguous ranges of weight rows to [`Parallel::run`]. Each output is
@@ -45,8 +49,8 @@
 //! [`ActFormat::Q8_0`] and [`ActFormat::Q8_1`] activations are private to
 //! this module: [`act_bytes`] says how many bytes they take and
 //! [`Kernels::quantize_act`] writes them. (Today: per 32-value block, 32 x
-//! i8, the f32 scale, and the integer sum (Q8_0) or `d * sum` (Q8_1), native
-//! endian; a block is 40 bytes.) Quantized values are in `-127..=127`.
+//! i8, then the f16-rounded scale and `d * sum` as native-endian f32; a
+//! block is 40 bytes.) Quantized values are in `-127..=127`.
 
 mod act;
 mod matmul;
@@ -240,8 +244,7 @@ impl Kernels {
 pub enum ActFormat {
     /// Plain f32 rows (for F32, F16 and BF16 weights).
     F32,
-    /// 8-bit blocks with a scale and the block's integer sum (for Q8_0 and
-    /// Q4_0 weights).
+    /// 8-bit blocks with a scale (for Q8_0 and Q4_0 weights).
     Q8_0,
     /// 8-bit blocks with a scale and `scale * sum` (for Q4_1 weights).
     Q8_1,
@@ -332,9 +335,10 @@ impl Kernels {
     /// Quantizes the rows of `x` (each `cols` values) as `fmt` into `out`,
     /// which must be exactly `act_bytes(fmt, x.len() / cols, cols)` bytes.
     ///
-    /// Per 32-value block: `d = amax / 127`, `q = round_half_away(x / d)`
-    /// computed as `x * (1 / d)` (ggml's Q8_0 rule), with `d` kept as f32.
-    /// All paths write identical bytes for finite inputs. Nothing to do (and
+    /// Per 32-value block, as ggml's AVX2 `quantize_row_q8_0` / `_q8_1`:
+    /// `q = round_half_even(x * (127 / amax))` (one f32 multiply), the scale
+    /// `amax / 127` and the sum `(amax / 127) * sum(q)` rounded to f16. All
+    /// paths write identical bytes for finite inputs. Nothing to do (and
     /// `out` must be empty) for [`ActFormat::F32`].
     pub fn quantize_act(
         &self,
@@ -359,7 +363,7 @@ impl Kernels {
         }
         let row_bytes = need / rows;
         for (xr, or) in x.chunks_exact(cols).zip(out.chunks_exact_mut(row_bytes)) {
-            self.with_isa(|isa| isa.quantize_act_row(fmt == ActFormat::Q8_1, xr, or));
+            self.with_isa(|isa| isa.quantize_act_row(xr, or));
         }
         Ok(())
     }

@@ -18,37 +18,87 @@ fn f16_at(b: &[u8], at: usize) -> f32 {
     }
 }
 
-/// The exact integer dot product of one weight block with one activation
-/// block: `sum(w_j * a_j)`, for Q4_0 with the `- 8` folded in as
-/// `- 8 * sum(a)` (wrapping, like the SIMD paths, in case the sum bytes were
-/// not written by `quantize_act`).
+/// The 32 integer weights of one block in element order: Q8_0's int8,
+/// Q4_0's nibble - 8, Q4_1's nibble (element j < 16 is the low half of
+/// value byte j, element j >= 16 the high half of byte j - 16).
 #[inline]
-fn block_isum(kind: IntKind, w: &[u8], a: &[u8; QK], a_sum: i32) -> i32 {
-    let (lo, hi) = a.split_at(QK / 2);
-    let mut s = 0i32;
+fn weight_values(kind: IntKind, w: &[u8]) -> [i8; QK] {
+    let mut v = [0i8; QK];
+    let bb = kind.block_bytes();
     match kind {
         IntKind::Q8_0 => {
-            for (q, x) in w.get(2..).unwrap_or(&[]).iter().zip(a) {
-                s += i32::from(*q as i8) * i32::from(*x as i8);
+            for (d, q) in v.iter_mut().zip(w.get(2..bb).unwrap_or(&[])) {
+                *d = *q as i8;
             }
         }
         IntKind::Q4_0 | IntKind::Q4_1 => {
-            let qs = w.get(kind.block_bytes() - QK / 2..).unwrap_or(&[]);
-            for ((q, x0), x1) in qs.iter().zip(lo).zip(hi) {
-                s += i32::from(q & 15) * i32::from(*x0 as i8)
-                    + i32::from(q >> 4) * i32::from(*x1 as i8);
-            }
-            if kind == IntKind::Q4_0 {
-                s = s.wrapping_sub(a_sum.wrapping_mul(8));
+            let off = if kind == IntKind::Q4_0 { 8 } else { 0 };
+            let (lo, hi) = v.split_at_mut(QK / 2);
+            let qs = w.get(bb - QK / 2..bb).unwrap_or(&[]);
+            for ((l, h), q) in lo.iter_mut().zip(hi.iter_mut()).zip(qs) {
+                *l = (q & 15) as i8 - off;
+                *h = (q >> 4) as i8 - off;
             }
         }
+    }
+    v
+}
+
+/// The 8 exact lane sums of one weight block times one activation block:
+/// lane `l` is `sum(w_j * a_j)` over elements `4l..4l+4`.
+#[inline]
+fn lane_sums(w: &[i8; QK], a: &[u8; QK]) -> [i32; 8] {
+    let mut s = [0i32; 8];
+    for ((lane, wc), ac) in s.iter_mut().zip(w.chunks_exact(4)).zip(a.chunks_exact(4)) {
+        *lane = wc
+            .iter()
+            .zip(ac)
+            .map(|(x, y)| i32::from(*x) * i32::from(*y as i8))
+            .sum();
     }
     s
 }
 
+/// `a * b + c` rounded once (round to nearest even): exactly `libm::fmaf`
+/// and hardware FMA.
+///
+/// Where FMA is not an instruction this avoids a library call on the usual
+/// path: `a * b` is exact in f64 (24 + 24 bits), so `f32(f64(a * b) + c)`
+/// can differ from the fused result only by a double rounding. That needs
+/// the f64 sum to land exactly on a point halfway between two f32 values:
+/// such points are f64 values, so none lies strictly between the exact sum
+/// and its (nearest) f64 rounding, and both round to the same f32 unless
+/// the rounding is the halfway point itself. Those sums, and sums in f32's
+/// subnormal range (whose halfway points have other bit patterns), go to
+/// `libm::fmaf`.
+#[inline]
+pub(crate) fn fmaf(a: f32, b: f32, c: f32) -> f32 {
+    if cfg!(target_arch = "aarch64") {
+        // `fmadd`, one instruction.
+        return libm::fmaf(a, b, c);
+    }
+    let r = f64::from(a) * f64::from(b) + f64::from(c);
+    // f64 keeps 29 more significand bits than f32: halfway is 1 then 28 0s.
+    let halfway = r.to_bits() & 0x1fff_ffff == 0x1000_0000;
+    if r == 0.0 || (!halfway && r.abs() >= f64::from(f32::MIN_POSITIVE)) {
+        r as f32
+    } else {
+        libm::fmaf(a, b, c)
+    }
+}
+
+/// `((a0 + a4) + (a2 + a6)) + ((a1 + a5) + (a3 + a7))`: ggml's
+/// `hsum_float_8`.
+#[inline]
+fn hsum8(a: [f32; 8]) -> f32 {
+    ((a[0] + a[4]) + (a[2] + a[6])) + ((a[1] + a[5]) + (a[3] + a[7]))
+}
+
 impl Isa for Scalar {
+    /// The canonical arithmetic (docs/numerics.md), written out.
     fn int_1x1(&self, kind: IntKind, w: &[u8], a: &[u8], nb: usize) -> f32 {
-        let mut acc = 0.0f32;
+        let mut acc = [0.0f32; 8];
+        let mut summs = 0.0f32;
         for (wb, ab) in w
             .chunks_exact(kind.block_bytes())
             .zip(a.chunks_exact(BLOCK_BYTES))
@@ -57,18 +107,22 @@ impl Isa for Scalar {
             let Ok(ab) = <&[u8; BLOCK_BYTES]>::try_from(ab) else {
                 break;
             };
-            let (aq, da, s) = act::parts(ab);
-            let dw = f16_at(wb, 0);
-            let isum = block_isum(kind, wb, aq, i32::from_ne_bytes(s));
-            // The canonical sequence of roundings (see the module docs).
-            acc = match kind {
-                IntKind::Q4_1 => {
-                    acc + ((dw * da) * isum as f32 + f16_at(wb, 2) * f32::from_ne_bytes(s))
-                }
-                _ => acc + (dw * da) * isum as f32,
-            };
+            let (aq, da, sa) = act::parts(ab);
+            let dd = f16_at(wb, 0) * da;
+            let isums = lane_sums(&weight_values(kind, wb), aq);
+            for (lane, isum) in acc.iter_mut().zip(isums) {
+                // |isum| <= 4 * 128 * 127: exact in f32.
+                *lane = fmaf(dd, isum as f32, *lane);
+            }
+            if kind == IntKind::Q4_1 {
+                // A multiply and an add, not fused.
+                summs += f16_at(wb, 2) * sa;
+            }
         }
-        acc
+        match kind {
+            IntKind::Q4_1 => hsum8(acc) + summs,
+            _ => hsum8(acc),
+        }
     }
 
     fn flt_1x1(&self, kind: FltKind, w: &[u8], x: &[f32]) -> f32 {
@@ -84,10 +138,10 @@ impl Isa for Scalar {
         acc
     }
 
-    fn quantize_act_row(&self, q8_1: bool, x: &[f32], out: &mut [u8]) {
+    fn quantize_act_row(&self, x: &[f32], out: &mut [u8]) {
         for (xb, ob) in x.chunks_exact(QK).zip(out.chunks_exact_mut(BLOCK_BYTES)) {
             if let (Ok(xb), Ok(ob)) = (xb.try_into(), ob.try_into()) {
-                act::quantize_block(xb, q8_1, ob);
+                act::quantize_block(xb, ob);
             }
         }
     }

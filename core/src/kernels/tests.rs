@@ -597,11 +597,15 @@ fn quantize_act_is_identical_on_every_path() {
         x[1] = 2.5;
         x[2] = -2.5;
         x[3] = 1e-38; // a block scale below the normal range elsewhere
+        x[4] = 3.5;
+        x[5] = -0.5;
         for fmt in [ActFormat::Q8_0, ActFormat::Q8_1] {
             let mut want = vec![0u8; act_bytes(fmt, 3, cols).unwrap()];
             scalar.quantize_act(fmt, &x, cols, &mut want).unwrap();
-            assert_eq!(want[1] as i8, 3, "2.5 rounds away from zero");
-            assert_eq!(want[2] as i8, -3);
+            assert_eq!(want[1] as i8, 2, "2.5 rounds half to even");
+            assert_eq!(want[2] as i8, -2);
+            assert_eq!(want[4] as i8, 4);
+            assert_eq!(want[5] as i8, 0);
             for path in paths() {
                 let mut got = vec![0u8; want.len()];
                 kernels(path).quantize_act(fmt, &x, cols, &mut got).unwrap();
@@ -609,7 +613,7 @@ fn quantize_act_is_identical_on_every_path() {
             }
         }
     }
-    // A block of tiny values quantizes to zeros with no infinite scale.
+    // A block of tiny values (127 / amax overflows) quantizes to zeros.
     let tiny = [1e-40f32; 32];
     let mut out = [0u8; 40];
     for path in paths() {
@@ -617,6 +621,359 @@ fn quantize_act_is_identical_on_every_path() {
             .quantize_act(ActFormat::Q8_0, &tiny, 32, &mut out)
             .unwrap();
         assert!(out[..32].iter().all(|b| *b == 0), "{path}");
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Every path against docs/numerics.md, transcribed.
+
+/// docs/numerics.md written out as directly as possible, with std's
+/// correctly rounded `mul_add` and `round_ties_even` (not the `libm` calls
+/// the scalar path uses) and the `half` crate's f16 rounding (which
+/// `kv_store_is_identical_on_every_path` checks against F16C / `fcvtn`).
+/// Indexed loops and `a = a + b`, to read like the document.
+#[allow(clippy::needless_range_loop, clippy::assign_op_pattern)]
+mod spec {
+    use crate::gguf::GgmlType;
+
+    pub struct ActBlock {
+        pub q: [i8; 32],
+        pub d: f32,
+        pub s: f32,
+    }
+
+    fn f16_round(v: f32) -> f32 {
+        half::f16::from_f32(v).to_f32()
+    }
+
+    /// One activation block of 32 values.
+    pub fn quantize(x: &[f32]) -> ActBlock {
+        let mut amax = 0f32;
+        for v in x {
+            if v.abs() > amax {
+                amax = v.abs();
+            }
+        }
+        let d = amax / 127.0;
+        let mut id = if amax != 0.0 { 127.0 / amax } else { 0.0 };
+        if id.is_infinite() {
+            // arenalm's one addition: where ggml's 127 / amax overflows.
+            id = 0.0;
+        }
+        let mut q = [0i8; 32];
+        let mut sum = 0i32;
+        for j in 0..32 {
+            let p = x[j] * id; // one f32 multiply
+            q[j] = p.round_ties_even() as i8;
+            sum += q[j] as i32;
+        }
+        ActBlock {
+            q,
+            d: f16_round(d),
+            s: f16_round(d * sum as f32),
+        }
+    }
+
+    /// `(d_w, m_w, w_j)` of one weight block.
+    pub fn weight_block(ty: GgmlType, b: &[u8]) -> (f32, f32, [i32; 32]) {
+        let h = |i: usize| half::f16::from_bits(u16::from_le_bytes([b[i], b[i + 1]])).to_f32();
+        let nibble = |qs: &[u8], j: usize| {
+            if j < 16 {
+                (qs[j] & 15) as i32
+            } else {
+                (qs[j - 16] >> 4) as i32
+            }
+        };
+        let mut w = [0i32; 32];
+        match ty {
+            GgmlType::Q8_0 => {
+                for j in 0..32 {
+                    w[j] = b[2 + j] as i8 as i32;
+                }
+                (h(0), 0.0, w)
+            }
+            GgmlType::Q4_0 => {
+                for j in 0..32 {
+                    w[j] = nibble(&b[2..18], j) - 8;
+                }
+                (h(0), 0.0, w)
+            }
+            GgmlType::Q4_1 => {
+                for j in 0..32 {
+                    w[j] = nibble(&b[4..20], j);
+                }
+                (h(0), h(2), w)
+            }
+            _ => unreachable!(),
+        }
+    }
+
+    /// One output: weight row `w_row` (of `ty`) times the f32 row `x`.
+    pub fn dot(ty: GgmlType, w_row: &[u8], x: &[f32]) -> f32 {
+        let bb = ty.type_size() as usize;
+        let mut acc = [0f32; 8];
+        let mut summs = 0f32;
+        for (wb, xb) in w_row.chunks(bb).zip(x.chunks(32)) {
+            let a = quantize(xb);
+            let (dw, mw, w) = weight_block(ty, wb);
+            let dd = dw * a.d;
+            for l in 0..8 {
+                let isum: i32 = (4 * l..4 * l + 4).map(|j| w[j] * a.q[j] as i32).sum();
+                acc[l] = dd.mul_add(isum as f32, acc[l]);
+            }
+            if ty == GgmlType::Q4_1 {
+                summs = summs + mw * a.s;
+            }
+        }
+        let r = ((acc[0] + acc[4]) + (acc[2] + acc[6])) + ((acc[1] + acc[5]) + (acc[3] + acc[7]));
+        if ty == GgmlType::Q4_1 {
+            r + summs
+        } else {
+            r
+        }
+    }
+}
+
+impl Rng {
+    /// Activation blocks of every awkward kind: exact ties `x * id = k + 0.5`
+    /// (with power-of-two and other scales), all zeros, one massive value
+    /// among small ones, a single nonzero, too small for `127 / amax`, and
+    /// ordinary values.
+    fn spec_activations(&mut self, n: usize) -> Vec<f32> {
+        let mut v = Vec::with_capacity(n);
+        while v.len() < n {
+            let mut b = [0f32; 32];
+            match self.next() % 7 {
+                0 => {
+                    // amax = 127 * 2^e: id = 2^-e exactly.
+                    let e = (self.next() % 17) as i32 - 8;
+                    let scale = 2f32.powi(e);
+                    for x in b.iter_mut() {
+                        let k = (self.next() % 253) as f32 - 126.0;
+                        *x = (k + if self.next().is_multiple_of(2) {
+                            0.5
+                        } else {
+                            0.0
+                        }) * scale;
+                    }
+                    b[(self.next() % 32) as usize] = 127.0 * scale;
+                }
+                1 => {}
+                2 => {
+                    for x in b.iter_mut() {
+                        *x = self.unit() * 3.0;
+                    }
+                    b[(self.next() % 32) as usize] = -22_000.0 * (1.0 + self.unit() * 0.1);
+                }
+                3 => b[(self.next() % 32) as usize] = self.unit() * 5.0,
+                4 => {
+                    for x in b.iter_mut() {
+                        *x = self.unit() * 1e-38;
+                    }
+                }
+                5 => {
+                    // Ties under a scale that is not a power of two: keep the
+                    // values x with x * id exactly k + 0.5.
+                    let amax = 1.0 + self.unit().abs() * 50.0;
+                    let id = 127.0 / amax;
+                    b[0] = amax;
+                    for x in b.iter_mut().skip(1) {
+                        let k = (self.next() % 254) as f32 - 127.0 + 0.5;
+                        let c = k / id;
+                        *x = if c * id == k && c.abs() <= amax {
+                            c
+                        } else {
+                            self.unit() * amax
+                        };
+                    }
+                }
+                _ => {
+                    for x in b.iter_mut() {
+                        *x = self.unit() * 2.0;
+                    }
+                }
+            }
+            v.extend_from_slice(&b);
+        }
+        v.truncate(n);
+        v
+    }
+}
+
+#[test]
+fn scalar_fma_is_correctly_rounded() {
+    let check = |a: f32, b: f32, c: f32| {
+        let got = scalar::fmaf(a, b, c);
+        let want = a.mul_add(b, c);
+        assert!(
+            got.to_bits() == want.to_bits() || (got.is_nan() && want.is_nan()),
+            "fma({a:e}, {b:e}, {c:e}) = {got:e}, want {want:e}"
+        );
+    };
+    // Double-rounding traps: a * b = half an ulp of c minus a tiny bit, so
+    // the f64 sum rounds onto the halfway point (and then to even, wrongly).
+    let mut rng = Rng(47);
+    let mut traps = 0;
+    for _ in 0..2000 {
+        let e = (rng.next() % 200) as i32 - 100;
+        let odd = ((rng.next() as u32 >> 9) | 1 | (1 << 23)) as f32; // 24-bit odd significand
+        let c = odd * 2f32.powi(e - 23);
+        let (sa, sb) = (
+            if rng.next().is_multiple_of(2) {
+                1.0
+            } else {
+                -1.0
+            },
+            if rng.next().is_multiple_of(2) {
+                1.0f32
+            } else {
+                -1.0
+            },
+        );
+        let a = sa * (1.0 + f32::EPSILON) * 2f32.powi(e - 24);
+        let b = sb * (1.0 - f32::EPSILON);
+        let c = c * sa * sb;
+        let naive = (f64::from(a) * f64::from(b) + f64::from(c)) as f32;
+        if naive != a.mul_add(b, c) {
+            traps += 1;
+        }
+        check(a, b, c);
+        check(-a, b, -c);
+    }
+    assert!(traps > 1000, "only {traps} double-rounding traps");
+    // The same in f32's subnormal range, where the halfway points are
+    // coarser: c an odd multiple of 2^-149, a * b just below 2^-150.
+    let mut traps = 0;
+    for _ in 0..2000 {
+        let odd = ((rng.next() as u32 >> 10) | 1 | (1 << 21)) as f32;
+        let c = odd * 2f32.powi(-149);
+        let s = if rng.next().is_multiple_of(2) {
+            1.0
+        } else {
+            -1.0f32
+        };
+        let a = s * (1.0 + f32::EPSILON) * 2f32.powi(-75);
+        let b = (1.0 - f32::EPSILON) * 2f32.powi(-75);
+        let naive = (f64::from(a) * f64::from(b) + f64::from(s * c)) as f32;
+        if naive != a.mul_add(b, s * c) {
+            traps += 1;
+        }
+        check(a, b, s * c);
+    }
+    assert!(traps > 500, "only {traps} subnormal double-rounding traps");
+    // Random operands over a wide range, sums near zero, subnormal results.
+    for i in 0..200_000 {
+        let f = |rng: &mut Rng, span: u64| {
+            let e = (rng.next() % span) as i32 - span as i32 / 2;
+            rng.unit() * 2f32.powi(e)
+        };
+        let (a, b) = (f(&mut rng, 80), f(&mut rng, 80));
+        let c = match i % 4 {
+            0 => f(&mut rng, 160),
+            1 => -(a * b) * (1.0 + rng.unit() * 1e-6),
+            2 => f(&mut rng, 40) * 1e-38,
+            _ => (rng.next() % 65_025) as f32 * 2f32.powi(-30),
+        };
+        check(a, b, c);
+        check(a, (rng.next() % 65_025) as f32 - 32_512.0, c);
+    }
+    for (a, b, c) in [
+        (0.0, 5.0, -0.0),
+        (-0.0, 5.0, -0.0),
+        (1e-30, 1e-30, 0.0),
+        (f32::MAX, 2.0, -f32::MAX),
+        (f32::MAX, 1.0, f32::MAX),
+        (f32::INFINITY, 1.0, 1.0),
+        (f32::NAN, 1.0, 1.0),
+        (f32::MIN_POSITIVE, 0.5, 0.0),
+    ] {
+        check(a, b, c);
+    }
+}
+
+#[test]
+fn quantize_act_follows_the_spec_on_every_path() {
+    let mut rng = Rng(41);
+    let cols = 32 * 64;
+    let x = rng.spec_activations(cols);
+    // The inputs do exercise the rounding rule.
+    let mut ties = 0;
+    for xb in x.chunks(32) {
+        let amax = xb.iter().fold(0f32, |m, v| m.max(v.abs()));
+        if amax == 0.0 || (127.0 / amax).is_infinite() {
+            continue;
+        }
+        let id = 127.0 / amax;
+        ties += xb.iter().filter(|v| (*v * id).fract().abs() == 0.5).count();
+    }
+    assert!(ties > 200, "only {ties} ties");
+    for fmt in [ActFormat::Q8_0, ActFormat::Q8_1] {
+        for path in paths() {
+            let mut got = vec![0u8; act_bytes(fmt, 1, cols).unwrap()];
+            kernels(path).quantize_act(fmt, &x, cols, &mut got).unwrap();
+            for (i, (xb, gb)) in x.chunks(32).zip(got.chunks(40)).enumerate() {
+                let want = spec::quantize(xb);
+                let q: Vec<i8> = gb[..32].iter().map(|b| *b as i8).collect();
+                assert_eq!(q, want.q, "{path} {fmt:?} block {i}: {xb:?}");
+                let d = f32::from_ne_bytes(gb[32..36].try_into().unwrap());
+                let s = f32::from_ne_bytes(gb[36..40].try_into().unwrap());
+                assert_eq!(d.to_bits(), want.d.to_bits(), "{path} block {i} d");
+                assert_eq!(s.to_bits(), want.s.to_bits(), "{path} block {i} s");
+            }
+        }
+    }
+}
+
+#[test]
+fn integer_matmul_follows_the_spec_on_every_path() {
+    let mut rng = Rng(43);
+    for ty in INT_TYPES {
+        for (rows, cols, batch, raw) in [
+            (13, 96, 3, true),
+            (9, 576, 2, false),
+            (16, 1536, 1, true),
+            (8, 64, 5, false),
+        ] {
+            let w = if raw {
+                random_weights(&mut rng, ty, rows, cols)
+            } else {
+                quantized_weights(&mut rng, ty, rows, cols)
+            };
+            if raw && ty == GgmlType::Q8_0 {
+                let rb = quant::row_bytes(ty, cols).unwrap();
+                let has_min = w
+                    .chunks(rb)
+                    .any(|r| r.chunks(34).any(|b| b[2..].contains(&0x80)));
+                assert!(has_min, "the weights include -128");
+            }
+            let case = Case {
+                ty,
+                rows,
+                cols,
+                batch,
+                w,
+                x: rng.spec_activations(batch * cols),
+            };
+            let rb = quant::row_bytes(ty, cols).unwrap();
+            let want: Vec<f32> = (0..batch)
+                .flat_map(|r| (0..rows).map(move |n| (r, n)))
+                .map(|(r, n)| {
+                    spec::dot(
+                        ty,
+                        &case.w[n * rb..(n + 1) * rb],
+                        &case.x[r * cols..(r + 1) * cols],
+                    )
+                })
+                .collect();
+            for path in paths() {
+                let got = case.run(&kernels(path), &Threads(2));
+                assert!(
+                    same_bits(&got, &want),
+                    "{path} {ty} {rows}x{cols} batch {batch}: {}",
+                    first_difference(&got, &want)
+                );
+            }
+        }
     }
 }
 
@@ -698,6 +1055,14 @@ fn matmul_is_close_to_f64_on_dequantized_weights() {
                         for (wb, xb) in w.chunks(32).zip(x.chunks(32)) {
                             let amax = xb.iter().fold(0f32, |m, v| m.max(v.abs())) as f64;
                             let step = if quantized { amax / 127.0 } else { 0.0 };
+                            // The scale is stored as f16: off by at most
+                            // half an f16 ulp (2^-11 relative, 2^-25 below
+                            // the normal range), and |q| <= 127.
+                            let e16 = if quantized {
+                                (step * 2f64.powi(-11)).max(2f64.powi(-25))
+                            } else {
+                                0.0
+                            };
                             // |q d| + |m| <= 3 max|w| (Q4_1's m is a value of the block).
                             let wmag: f64 = wb.iter().map(|v| v.abs() as f64).sum();
                             let wmax = wb.iter().fold(0f32, |m, v| m.max(v.abs())) as f64;
@@ -705,7 +1070,17 @@ fn matmul_is_close_to_f64_on_dequantized_weights() {
                                 .iter()
                                 .map(|v| (v.abs() as f64 + step) * 3.0 * wmax)
                                 .sum();
-                            bound += step / 2.0 * wmag * 1.001 + (cols / 32 + 8) as f64 * u * mag;
+                            bound += (step / 2.0 + 127.0 * e16) * wmag * 1.001
+                                + (cols / 32 + 8) as f64 * u * mag;
+                            if ty == GgmlType::Q4_1 {
+                                // m * s: s = f16(d * sum(q)) is off from
+                                // d16 * sum(q) by its own f16 rounding plus
+                                // |sum(q)| * |d - d16|.
+                                let s_err = (32.0 * 127.0 * step * 2f64.powi(-11))
+                                    .max(2f64.powi(-25))
+                                    + 32.0 * 127.0 * e16;
+                                bound += wmax * s_err * 1.001;
+                            }
                         }
                         if !quantized {
                             let mag: f64 = w

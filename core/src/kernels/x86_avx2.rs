@@ -1,18 +1,20 @@
 //! x86_64 AVX2 (+ FMA, F16C) bodies.
 //!
-//! Integer matmul, per 32-value block and output pair:
+//! Integer matmul, per 32-value block and output: the 8 exact i32 lane
+//! sums of 4 consecutive products (docs/numerics.md), as ggml's
+//! `mul_sum_i8_pairs_float`:
 //! * Q8_0 weights: `maddubs(|w|, sign(a, w))` — the weight's magnitude as
 //!   the unsigned operand (|-128| = 128 fits a u8), the activation (never
-//!   -128) carrying the sign — then `madd` by ones to 8 x i32.
+//!   -128) carrying the sign — then `madd` by ones.
 //! * Q4_0 / Q4_1 weights: the nibbles (0..=15) are already unsigned:
-//!   `maddubs(q, a)`; Q4_0's `- 8` is `- 8 * sum(a)` from the activation
-//!   block.
+//!   `maddubs(q, a)`; Q4_0's `- 8` is subtracted from the 16-bit pair sums
+//!   as `maddubs(8, a)` (computed once per activation block).
 //!
 //! No 16-bit sum can saturate (at most 2 * 128 * 127 = 32512), so every
-//! block sum is exact. A tile reduces its 8 outputs' block sums into one
-//! vector of 8 exact integers, then does the f32 part for the 8 outputs at
-//! once, in exactly the scalar reference's order of roundings: the result
-//! is bit-identical to the scalar path.
+//! lane sum is exact. Each output keeps its own 8-lane accumulator, updated
+//! `fma(dd, lanes, acc)` block after block and reduced by [`hsum_ps`]: the
+//! canonical order of roundings, so the result is bit-identical to the
+//! scalar path.
 //!
 //! Every body is a `#[target_feature(enable = "avx2,fma,f16c")]` function;
 //! they are reached only through [`Avx2`], a token that exists only when the
@@ -53,11 +55,13 @@ impl Isa for Avx2 {
         // SAFETY: `self` exists, so the CPU has avx2, fma and f16c (see
         // `Avx2::new`), which is all the bodies below require.
         unsafe {
+            let mut out = [0f32; 8];
             match kind {
-                IntKind::Q8_0 => int_1x1::<K_Q8_0>(w, a, nb),
-                IntKind::Q4_0 => int_1x1::<K_Q4_0>(w, a, nb),
-                IntKind::Q4_1 => int_1x1::<K_Q4_1>(w, a, nb),
+                IntKind::Q8_0 => int_tile::<K_Q8_0, 1, 1>(&[w], &[], &[a], nb, &mut out),
+                IntKind::Q4_0 => int_tile::<K_Q4_0, 1, 1>(&[w], &[], &[a], nb, &mut out),
+                IntKind::Q4_1 => int_tile::<K_Q4_1, 1, 1>(&[w], &[], &[a], nb, &mut out),
             }
+            out[0]
         }
     }
 
@@ -141,9 +145,9 @@ impl Isa for Avx2 {
         }
     }
 
-    fn quantize_act_row(&self, q8_1: bool, x: &[f32], out: &mut [u8]) {
+    fn quantize_act_row(&self, x: &[f32], out: &mut [u8]) {
         // SAFETY: as in `int_1x1`.
-        unsafe { quantize_act_row(q8_1, x, out) }
+        unsafe { quantize_act_row(x, out) }
     }
 
     fn kv_scores(&self, ty: KvType, q: &[f32], k: &[u8], stride: usize, out: &mut [f32]) {
@@ -243,33 +247,19 @@ unsafe fn load_weight_block<const K: u8>(p: *const u8) -> (__m256i, u16, u16) {
     }
 }
 
-/// The 8 partial i32 sums of one weight block times one activation block.
+/// The 8 exact lane sums of one weight block times one activation block
+/// (lane `l`: elements `4l..4l+4`). `w_abs` is `|w|` for Q8_0 (else
+/// unused), `a8` is `maddubs(8, a)` for Q4_0 (else unused).
 #[target_feature(enable = "avx2,fma,f16c")]
 #[inline]
-fn block_products<const K: u8>(w: __m256i, w_abs: __m256i, a: __m256i) -> __m256i {
-    let pairs = if K == K_Q8_0 {
-        _mm256_maddubs_epi16(w_abs, _mm256_sign_epi8(a, w))
-    } else {
-        _mm256_maddubs_epi16(w, a)
+fn block_products<const K: u8>(w: __m256i, w_abs: __m256i, a: __m256i, a8: __m256i) -> __m256i {
+    let pairs = match K {
+        K_Q8_0 => _mm256_maddubs_epi16(w_abs, _mm256_sign_epi8(a, w)),
+        // |q * a| pair sums <= 3810, 8 * (a + a') <= 2032: no overflow.
+        K_Q4_0 => _mm256_sub_epi16(_mm256_maddubs_epi16(w, a), a8),
+        _ => _mm256_maddubs_epi16(w, a),
     };
     _mm256_madd_epi16(pairs, _mm256_set1_epi16(1))
-}
-
-/// Sums each of 8 vectors of 8 x i32 (exact, wrapping): lane `j` of the
-/// result is the total of `v[j]`.
-#[target_feature(enable = "avx2,fma,f16c")]
-#[inline]
-fn reduce8(v: [__m256i; 8]) -> __m256i {
-    let h01 = _mm256_hadd_epi32(v[0], v[1]);
-    let h23 = _mm256_hadd_epi32(v[2], v[3]);
-    let h45 = _mm256_hadd_epi32(v[4], v[5]);
-    let h67 = _mm256_hadd_epi32(v[6], v[7]);
-    // Per 128-bit half: [v0, v1, v2, v3] partial totals.
-    let h0123 = _mm256_hadd_epi32(h01, h23);
-    let h4567 = _mm256_hadd_epi32(h45, h67);
-    let lo = _mm256_permute2x128_si256::<0x20>(h0123, h4567);
-    let hi = _mm256_permute2x128_si256::<0x31>(h0123, h4567);
-    _mm256_add_epi32(lo, hi)
 }
 
 /// Total of 8 x i32 (exact, wrapping).
@@ -282,7 +272,9 @@ fn hsum_i32(v: __m256i) -> i32 {
     _mm_cvtsi128_si32(s)
 }
 
-/// `NT x RT` outputs (`NT * RT == 8`): `out[r * NT + n] = dot(w[n], a[r])`.
+/// `NT x RT` outputs (`NT * RT <= 8`): `out[r * NT + n] = dot(w[n], a[r])`
+/// (the other entries of `out` are unspecified). Every output is computed
+/// by the same sequence of f32 operations whatever `NT` and `RT` are.
 #[target_feature(enable = "avx2,fma,f16c")]
 fn int_tile<const K: u8, const NT: usize, const RT: usize>(
     w: &[&[u8]; NT],
@@ -291,7 +283,7 @@ fn int_tile<const K: u8, const NT: usize, const RT: usize>(
     nb: usize,
     out: &mut [f32; 8],
 ) {
-    const { assert!(NT * RT == 8) };
+    const { assert!(NT * RT <= 8 && NT * RT > 0) };
     let bb = block_bytes(K);
     if !rows_hold(w, nb, bb) || !rows_hold(a, nb, BLOCK_BYTES) {
         *out = [0.0; 8];
@@ -299,113 +291,105 @@ fn int_tile<const K: u8, const NT: usize, const RT: usize>(
     }
     let wp: [*const u8; NT] = core::array::from_fn(|n| w[n].as_ptr());
     let ap: [*const u8; RT] = core::array::from_fn(|r| a[r].as_ptr());
-    let mut acc = _mm256_setzero_ps();
+    // One 8-lane accumulator per output; Q4_1's `summs` of output p in
+    // lane p.
+    let mut acc = [[_mm256_setzero_ps(); NT]; RT];
+    let mut summs = _mm256_setzero_ps();
+    // Lane p of the per-block scalars is output (row p / NT, feature
+    // p % NT); lanes past NT * RT hold copies and are never read.
+    let row_of = |p: usize| if p < NT * RT { p / NT } else { 0 };
     let prefetch_step = next.len().div_ceil(64).div_ceil(nb.max(1));
     for b in 0..nb {
         prefetch_lines(next, b * prefetch_step, prefetch_step);
-        let mut wv = [_mm256_setzero_si256(); NT];
-        let mut w_abs = [_mm256_setzero_si256(); NT];
+        let mut av = [_mm256_setzero_si256(); RT];
+        let mut a8 = [_mm256_setzero_si256(); RT];
+        let mut da = [0f32; RT];
+        let mut sa = [0f32; RT];
+        for r in 0..RT {
+            // SAFETY: rows_hold checked `nb * BLOCK_BYTES` readable bytes per
+            // activation row, and `b < nb`; a block is 32 values, then d
+            // and s.
+            unsafe {
+                let p = ap[r].add(b * BLOCK_BYTES);
+                av[r] = _mm256_loadu_si256(p.cast());
+                da[r] = f32::from_ne_bytes(read_4(p.add(D_AT)));
+                sa[r] = f32::from_ne_bytes(read_4(p.add(S_AT)));
+            }
+            if K == K_Q4_0 {
+                a8[r] = _mm256_maddubs_epi16(_mm256_set1_epi8(8), av[r]);
+            }
+        }
         let mut dw = [0u16; NT];
         let mut mw = [0u16; NT];
         for n in 0..NT {
             // SAFETY: rows_hold checked `nb * bb` readable bytes per weight
-            // row, and `b < nb`.
-            let (v, d, m) = unsafe { load_weight_block::<K>(wp[n].add(b * bb)) };
-            wv[n] = v;
-            w_abs[n] = if K == K_Q8_0 { _mm256_abs_epi8(v) } else { v };
-            dw[n] = d;
-            mw[n] = m;
-        }
-        let mut prods = [_mm256_setzero_si256(); 8];
-        let mut da = [0f32; RT];
-        let mut sa = [[0u8; 4]; RT];
-        for r in 0..RT {
-            // SAFETY: rows_hold checked `nb * BLOCK_BYTES` readable bytes per
-            // activation row; a block is 32 values, then d and s.
-            let (av, d, s) = unsafe {
-                let p = ap[r].add(b * BLOCK_BYTES);
-                (
-                    _mm256_loadu_si256(p.cast()),
-                    read_4(p.add(D_AT)),
-                    read_4(p.add(S_AT)),
-                )
-            };
-            da[r] = f32::from_ne_bytes(d);
-            sa[r] = s;
-            for n in 0..NT {
-                prods[r * NT + n] = block_products::<K>(wv[n], w_abs[n], av);
+            // row, and `b < nb`; the header is the first 2 (Q4_1: 4) bytes.
+            unsafe {
+                let p = wp[n].add(b * bb);
+                dw[n] = read_u16(p);
+                if K == K_Q4_1 {
+                    mw[n] = read_u16(p.add(2));
+                }
             }
         }
-        let mut isum = reduce8(prods);
-        // Lane p holds output (row p / NT, feature p % NT).
+        // dd = f32(d_w) * d_a for the 8 (or fewer) outputs at once.
         let dwv = f16x8_to_f32(core::array::from_fn(|p| dw[p % NT]));
-        let dav = f32x8(core::array::from_fn(|p| da[p / NT]));
-        if K == K_Q4_0 {
-            let sums: [i32; 8] = core::array::from_fn(|p| i32::from_ne_bytes(sa[p / NT]));
-            let sums = _mm256_setr_epi32(
-                sums[0], sums[1], sums[2], sums[3], sums[4], sums[5], sums[6], sums[7],
-            );
-            isum = _mm256_sub_epi32(isum, _mm256_slli_epi32::<3>(sums));
+        let dav = f32x8(core::array::from_fn(|p| da[row_of(p)]));
+        let mut dd = [0f32; 8];
+        // SAFETY: `dd` is 8 f32.
+        unsafe { _mm256_storeu_ps(dd.as_mut_ptr(), _mm256_mul_ps(dwv, dav)) };
+        for n in 0..NT {
+            // SAFETY: as for the header above.
+            let (wv, _, _) = unsafe { load_weight_block::<K>(wp[n].add(b * bb)) };
+            let w_abs = if K == K_Q8_0 { _mm256_abs_epi8(wv) } else { wv };
+            for r in 0..RT {
+                let lanes = _mm256_cvtepi32_ps(block_products::<K>(wv, w_abs, av[r], a8[r]));
+                acc[r][n] = _mm256_fmadd_ps(_mm256_set1_ps(dd[r * NT + n]), lanes, acc[r][n]);
+            }
         }
-        let mut t = _mm256_mul_ps(_mm256_mul_ps(dwv, dav), _mm256_cvtepi32_ps(isum));
         if K == K_Q4_1 {
+            // summs + m_w * s_a: a multiply and an add, not fused.
             let mwv = f16x8_to_f32(core::array::from_fn(|p| mw[p % NT]));
-            let sav = f32x8(core::array::from_fn(|p| f32::from_ne_bytes(sa[p / NT])));
-            t = _mm256_add_ps(t, _mm256_mul_ps(mwv, sav));
+            let sav = f32x8(core::array::from_fn(|p| sa[row_of(p)]));
+            summs = _mm256_add_ps(summs, _mm256_mul_ps(mwv, sav));
         }
-        acc = _mm256_add_ps(acc, t);
     }
-    // SAFETY: `out` is 8 f32.
-    unsafe { _mm256_storeu_ps(out.as_mut_ptr(), acc) };
+    let mut sm = [0f32; 8];
+    // SAFETY: `sm` is 8 f32.
+    unsafe { _mm256_storeu_ps(sm.as_mut_ptr(), summs) };
+    for (r, acc_r) in acc.iter().enumerate() {
+        for (n, acc_rn) in acc_r.iter().enumerate() {
+            let p = r * NT + n;
+            out[p] = if K == K_Q4_1 {
+                hsum_ps(*acc_rn) + sm[p]
+            } else {
+                hsum_ps(*acc_rn)
+            };
+        }
+    }
 }
 
+/// 8 binary16 values to f32 (exact). The halves are assembled in general
+/// registers: inserting words into a vector register (`vpinsrw`) would
+/// make the result depend on whatever that register held before, which the
+/// compiler may pick from the accumulators, chaining every block's scales
+/// to the previous block's FMAs.
 #[target_feature(enable = "avx2,fma,f16c")]
 #[inline]
 fn f16x8_to_f32(h: [u16; 8]) -> __m256 {
-    let h = h.map(|v| v as i16);
-    _mm256_cvtph_ps(_mm_setr_epi16(
-        h[0], h[1], h[2], h[3], h[4], h[5], h[6], h[7],
-    ))
+    let pack = |q: &[u16]| {
+        q.iter()
+            .rev()
+            .fold(0u64, |acc, v| (acc << 16) | u64::from(*v))
+    };
+    let (lo, hi) = h.split_at(4);
+    _mm256_cvtph_ps(_mm_set_epi64x(pack(hi) as i64, pack(lo) as i64))
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
 #[inline]
 fn f32x8(v: [f32; 8]) -> __m256 {
     _mm256_setr_ps(v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7])
-}
-
-/// One output, in the scalar reference's order of roundings.
-#[target_feature(enable = "avx2,fma,f16c")]
-fn int_1x1<const K: u8>(w: &[u8], a: &[u8], nb: usize) -> f32 {
-    let bb = block_bytes(K);
-    if !rows_hold(&[w], nb, bb) || !rows_hold(&[a], nb, BLOCK_BYTES) {
-        return 0.0;
-    }
-    let mut acc = 0.0f32;
-    for b in 0..nb {
-        // SAFETY: as in `int_tile`: both rows hold `nb` blocks, `b < nb`.
-        let ((wv, d, m), av, da, sa) = unsafe {
-            let p = a.as_ptr().add(b * BLOCK_BYTES);
-            (
-                load_weight_block::<K>(w.as_ptr().add(b * bb)),
-                _mm256_loadu_si256(p.cast()),
-                f32::from_ne_bytes(read_4(p.add(D_AT))),
-                read_4(p.add(S_AT)),
-            )
-        };
-        let w_abs = if K == K_Q8_0 { _mm256_abs_epi8(wv) } else { wv };
-        let mut isum = hsum_i32(block_products::<K>(wv, w_abs, av));
-        if K == K_Q4_0 {
-            isum = isum.wrapping_sub(i32::from_ne_bytes(sa).wrapping_mul(8));
-        }
-        let dw = f16_to_f32(d);
-        acc = if K == K_Q4_1 {
-            acc + ((dw * da) * isum as f32 + f16_to_f32(m) * f32::from_ne_bytes(sa))
-        } else {
-            acc + (dw * da) * isum as f32
-        };
-    }
-    acc
 }
 
 /// 8 weights of kind `F` from `p` as f32.
@@ -512,26 +496,22 @@ fn flt_tile<const F: u8, const NT: usize, const RT: usize>(
     }
 }
 
-/// `round_half_away`, clamped to +-127, of 8 lanes (exact, like the scalar
-/// [`act::quantize_value`] for finite input).
+/// Round half to even (whatever MXCSR says), clamped to +-127, of 8 lanes:
+/// exactly the scalar [`act::quantize_value`] for finite input.
 #[target_feature(enable = "avx2,fma,f16c")]
 #[inline]
 fn round_clamp(v: __m256) -> __m256i {
-    let t = _mm256_round_ps::<{ _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC }>(v);
-    let f = _mm256_sub_ps(v, t);
-    let one = _mm256_set1_ps(1.0);
-    let up = _mm256_and_ps(_mm256_cmp_ps::<_CMP_GE_OQ>(f, _mm256_set1_ps(0.5)), one);
-    let down = _mm256_and_ps(_mm256_cmp_ps::<_CMP_LE_OQ>(f, _mm256_set1_ps(-0.5)), one);
-    let r = _mm256_sub_ps(_mm256_add_ps(t, up), down);
+    let r = _mm256_round_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(v);
     let r = _mm256_min_ps(
         _mm256_max_ps(r, _mm256_set1_ps(-127.0)),
         _mm256_set1_ps(127.0),
     );
+    // Already an integer: truncation is exact.
     _mm256_cvttps_epi32(r)
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
-fn quantize_act_row(q8_1: bool, x: &[f32], out: &mut [u8]) {
+fn quantize_act_row(x: &[f32], out: &mut [u8]) {
     let sign = _mm256_set1_ps(-0.0);
     for (xb, ob) in x.chunks_exact(QK).zip(out.chunks_exact_mut(BLOCK_BYTES)) {
         let Ok(ob) = <&mut [u8; BLOCK_BYTES]>::try_from(ob) else {
@@ -549,6 +529,7 @@ fn quantize_act_row(q8_1: bool, x: &[f32], out: &mut [u8]) {
         let m = _mm_max_ss(m, _mm_shuffle_ps::<0b01>(m, m));
         let (d, id) = act::scale(_mm_cvtss_f32(m));
         let idv = _mm256_set1_ps(id);
+        // One f32 multiply, then round: as ggml's `_mm256_round_ps`.
         let q: [__m256i; 4] = core::array::from_fn(|i| round_clamp(_mm256_mul_ps(v[i], idv)));
         let sum = hsum_i32(_mm256_add_epi32(
             _mm256_add_epi32(q[0], q[1]),
@@ -562,7 +543,7 @@ fn quantize_act_row(q8_1: bool, x: &[f32], out: &mut [u8]) {
         );
         // SAFETY: ob is 40 bytes; the values take the first 32.
         unsafe { _mm256_storeu_si256(ob.as_mut_ptr().cast(), bytes) };
-        act::write_tail(ob, d, sum, q8_1);
+        act::write_tail(ob, d, sum);
     }
 }
 
