@@ -2,10 +2,11 @@
 //!
 //! One dispatch per matrix multiplication means hundreds per generated
 //! token, so waking workers through the OS each time would cost more than
-//! the work. Workers therefore spin on a generation counter for a while
-//! after each job (about [`SPIN_LIMIT`] checks) and only then park on a
-//! condition variable. The calling thread takes tasks too, and a dispatch
-//! allocates nothing.
+//! the work. Workers therefore wait on a generation counter for a while
+//! after each job (about [`SPIN_LIMIT`] checks: a short busy spin, then
+//! yielding the CPU so an oversubscribed machine still makes progress) and
+//! only then park on a condition variable. The calling thread takes tasks
+//! too, and a dispatch allocates nothing.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
@@ -13,8 +14,24 @@ use std::thread::JoinHandle;
 
 use arenalm_core::parallel::Parallel;
 
-/// Spin iterations before a waiting worker parks.
-pub(crate) const SPIN_LIMIT: u32 = 200_000;
+/// Wait iterations before a waiting worker parks.
+pub(crate) const SPIN_LIMIT: u32 = 30_000;
+
+/// Busy-wait iterations before a waiting thread starts yielding its time
+/// slice: on a machine with more runnable threads than cores, a thread that
+/// only spins can burn the slice the thread it waits for needs.
+const SPIN_BEFORE_YIELD: u32 = 20_000;
+
+/// One step of waiting: spin at first, then yield to the scheduler.
+#[inline]
+fn wait_step(spins: &mut u32) {
+    if *spins < SPIN_BEFORE_YIELD {
+        std::hint::spin_loop();
+    } else {
+        std::thread::yield_now();
+    }
+    *spins = spins.saturating_add(1);
+}
 
 /// The job being run: a type-erased pointer to the task closure.
 #[derive(Clone, Copy)]
@@ -121,8 +138,7 @@ fn worker(shared: &Shared) {
                 break;
             }
             if spins < SPIN_LIMIT {
-                spins += 1;
-                std::hint::spin_loop();
+                wait_step(&mut spins);
             } else {
                 let guard = shared.wake_lock.lock().unwrap_or_else(|e| e.into_inner());
                 if shared.generation.load(Ordering::Acquire) == seen {
@@ -184,11 +200,12 @@ impl Parallel for ThreadPool {
             },
         );
         // Wait for every task, then for every worker to stop touching the job.
+        let mut spins = 0;
         while s.done.load(Ordering::Acquire) < n_tasks {
-            std::hint::spin_loop();
+            wait_step(&mut spins);
         }
         while s.idle_workers.load(Ordering::Acquire) < self.workers.len() {
-            std::hint::spin_loop();
+            wait_step(&mut spins);
         }
         *s.job.lock().unwrap_or_else(|e| e.into_inner()) = None;
         if s.panicked.swap(false, Ordering::AcqRel) {
