@@ -101,3 +101,10 @@ pub fn read_f32s(path: &Path) -> Vec<f32> {
         .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
         .collect()
 }
+
+/// llama.cpp's measurements of itself against its own reference outputs
+/// (tests/data/llama-cpp-noise-floor.json, made by scripts/llama-cpp-probe).
+pub fn noise_floor() -> serde_json::Value {
+    let path = root().join("tests/data/llama-cpp-noise-floor.json");
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
