@@ -6,16 +6,20 @@
 //! * `prefill/*`: 64 activation rows; throughput in operations
 //!   (2 * rows * cols * batch; criterion's Gelem/s = GOP/s).
 //!
+//! * `kv_scores/*`: attention scores of one 64-value query head against 16
+//!   to 512 cached keys (one call; the engine calls it once per KV page);
+//!   throughput in multiply-adds (keys x 64, criterion's Gelem/s).
+//!
 //! Activations are quantized outside the timed loop (`quantize_act` is
 //! measured separately). Filter with e.g. `cargo bench -p arenalm-core --bench
-//! kernels -- 'decode/q8_0'`.
+//! kernels -- 'decode/q8_0'`; the float weights are `decode/f16` etc.
 
 use std::hint::black_box;
 use std::time::Duration;
 
 use arenalm_core::gguf::GgmlType;
 use arenalm_core::kernels::{
-    act_bytes, act_format, Act, ActFormat, CpuFeatures, KernelPath, Kernels, Matrix,
+    act_bytes, act_format, Act, ActFormat, CpuFeatures, KernelPath, Kernels, KvType, Matrix,
 };
 use arenalm_core::parallel::Serial;
 use arenalm_core::quant;
@@ -29,7 +33,14 @@ const SHAPES: [(usize, usize); 5] = [
     (576, 1536),
     (49152, 576),
 ];
-const TYPES: [GgmlType; 3] = [GgmlType::Q8_0, GgmlType::Q4_1, GgmlType::Q4_0];
+const TYPES: [GgmlType; 6] = [
+    GgmlType::Q8_0,
+    GgmlType::Q4_1,
+    GgmlType::Q4_0,
+    GgmlType::F16,
+    GgmlType::BF16,
+    GgmlType::F32,
+];
 const PREFILL_ROWS: usize = 64;
 
 fn detected() -> CpuFeatures {
@@ -161,5 +172,46 @@ fn quantize_act(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, matmul, quantize_act);
+fn kv_scores(c: &mut Criterion) {
+    const DIM: usize = 64;
+    let features = detected();
+    for ty in [KvType::F16, KvType::Q8_0, KvType::F32] {
+        let mut group = c.benchmark_group(format!("kv_scores/{}", ty.name()));
+        group
+            .sample_size(20)
+            .warm_up_time(Duration::from_millis(300))
+            .measurement_time(Duration::from_secs(1));
+        for keys in [16, 64, 256, 512] {
+            let row = ty.row_bytes(DIM).unwrap();
+            let mut rng = Lcg(keys as u64);
+            let q: Vec<f32> = (0..DIM).map(|_| rng.unit()).collect();
+            let mut cache = vec![0u8; keys * row];
+            let scalar = Kernels::scalar();
+            for r in cache.chunks_exact_mut(row) {
+                let x: Vec<f32> = (0..DIM).map(|_| rng.unit() * 3.0).collect();
+                scalar.kv_store(ty, &x, r).unwrap();
+            }
+            let mut out = vec![0f32; keys];
+            group.throughput(Throughput::Elements((keys * DIM) as u64));
+            for path in KernelPath::ALL
+                .into_iter()
+                .filter(|p| features.supports(*p))
+            {
+                let k = Kernels::new(&features, Some(path)).unwrap();
+                group.bench_function(
+                    BenchmarkId::new(format!("{DIM}x{keys}"), path.name()),
+                    |b| {
+                        b.iter(|| {
+                            k.kv_scores(ty, black_box(&q), black_box(&cache), row, &mut out)
+                                .unwrap()
+                        })
+                    },
+                );
+            }
+        }
+        group.finish();
+    }
+}
+
+criterion_group!(benches, matmul, quantize_act, kv_scores);
 criterion_main!(benches);

@@ -6,6 +6,10 @@
 //! Position 0 attends only to itself (softmax weight exactly 1), so the
 //! attention differences that separate the engines at later positions do
 //! not enter: what is compared is the quantized matmul arithmetic.
+//!
+//! The same run checks the other half of docs/numerics.md: every kernel
+//! path computes the same bits, so the logits of every position (attention
+//! included) are identical across paths.
 
 use std::path::PathBuf;
 
@@ -70,7 +74,7 @@ fn detected() -> CpuFeatures {
 }
 
 #[test]
-fn story_position_0_equals_llama_cpp_on_every_kernel_path() {
+fn story_position_0_equals_llama_cpp_and_every_path_computes_the_same_bits() {
     let model = model();
     let reference = reference();
     let story = &reference["prompts"]["story"];
@@ -95,6 +99,7 @@ fn story_position_0_equals_llama_cpp_on_every_kernel_path() {
         .collect();
     let mut report = String::new();
     let mut failures = Vec::new();
+    let mut first: Option<(KernelPath, Vec<f32>)> = None;
     for path in paths {
         let params = EngineParams {
             plan: PlanParams {
@@ -109,6 +114,21 @@ fn story_position_0_equals_llama_cpp_on_every_kernel_path() {
         assert_eq!(e.kernel_path(), path);
         // The whole prompt in one batch, as llama.cpp evaluated it.
         let logits = e.eval(&Serial, &ids, Outputs::All).expect("eval");
+        assert_eq!(logits.len(), ids.len() * VOCAB);
+        match &first {
+            None => first = Some((path, logits.to_vec())),
+            Some((p0, l0)) => {
+                if let Some(i) = (0..l0.len()).find(|&i| l0[i].to_bits() != logits[i].to_bits()) {
+                    failures.push(format!(
+                        "{path} differs from {p0}: position {}, token {}: {} vs {}",
+                        i / VOCAB,
+                        i % VOCAB,
+                        logits[i],
+                        l0[i]
+                    ));
+                }
+            }
+        }
         let row = &logits[..VOCAB];
         for &(id, want) in &top10 {
             let got = row[id] as f64;

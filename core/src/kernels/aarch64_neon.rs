@@ -16,6 +16,11 @@
 //! conversions use `fcvtl` / `fcvtn` through `asm!` (their intrinsics need
 //! the unstable `f16` type); both are base ARMv8 instructions.
 //!
+//! Float dot products (F32 / F16 / BF16 weights, `kv_scores`) follow the
+//! same canonical order as the other paths: four 8-lane accumulators (two
+//! vectors each) per output, `vfmaq_f32`, [`reduce32`], the `n % 32` tail by
+//! scalar `fmadd` (see [`flt_tile`]).
+//!
 //! The bodies are `#[target_feature(enable = "neon")]` functions generic
 //! over `DOT`; `sdot` is assembled with `.arch_extension dotprod`, so the
 //! body compiles whether or not it is inlined into its `"neon,dotprod"`
@@ -603,8 +608,54 @@ fn hsum8(a: float32x4_t, b: float32x4_t) -> f32 {
     vpadds_f32(h)
 }
 
-/// `out[r * NT + n] = dot(w[n], x[r])`: per output 8 lanes of FMA (two
-/// vectors), the last partial chunk zero-padded, then [`hsum8`].
+/// 8 f32 lanes as two vectors (lanes 0..4, 4..8).
+type F32x8 = (float32x4_t, float32x4_t);
+
+/// The canonical reduction of a float dot's 4 x 8 partial sums
+/// (docs/numerics.md): `acc0 += acc2; acc1 += acc3; acc0 += acc1`, then
+/// `t[l] = acc0[l] + acc0[l + 4]` and `(t0 + t1) + (t2 + t3)` (two
+/// pairwise adds), as ggml's x86 `GGML_F32x8_REDUCE`.
+#[target_feature(enable = "neon")]
+#[inline]
+fn reduce32(acc: [F32x8; 4]) -> f32 {
+    let add = |a: F32x8, b: F32x8| (vaddq_f32(a.0, b.0), vaddq_f32(a.1, b.1));
+    let s = add(add(acc[0], acc[2]), add(acc[1], acc[3]));
+    let t = vaddq_f32(s.0, s.1);
+    let p = vpaddq_f32(t, t);
+    vpadds_f32(vget_low_f32(p))
+}
+
+/// Weight `i` of kind `F` (exactly as [`load_flt8`] converts it); 0 past
+/// the end of `w`.
+#[inline(always)]
+fn flt_at<const F: u8>(w: &[u8], i: usize) -> f32 {
+    let vb = flt_bytes(F);
+    match w.get(i.saturating_mul(vb)..).unwrap_or(&[]) {
+        [a, b, c, d, ..] if F == F_F32 => f32::from_le_bytes([*a, *b, *c, *d]),
+        [a, b, ..] if F == F_F16 => f16_to_f32(u16::from_le_bytes([*a, *b])),
+        [a, b, ..] if F == F_BF16 => crate::quant::bf16_to_f32(u16::from_le_bytes([*a, *b])),
+        _ => 0.0,
+    }
+}
+
+/// How many of a float dot's 4 accumulators (two vectors each) a tile of
+/// `outputs` outputs keeps in registers at once: 4 for up to 2 outputs, 2
+/// for up to 4, else 1.
+const fn acc_group(outputs: usize) -> usize {
+    if outputs <= 2 {
+        4
+    } else if outputs <= 4 {
+        2
+    } else {
+        1
+    }
+}
+
+/// `out[r * NT + n] = dot(w[n], x[r])` in the canonical order
+/// (docs/numerics.md), as the AVX2 path: accumulator `j` of an output
+/// takes the 8 values at `32 b + 8 j` for every `b` (two `vfmaq_f32`), in
+/// order of `b`; [`acc_group`] accumulators of every output at a time over
+/// the whole row; then [`reduce32`] and the `cols % 32` tail by scalar FMA.
 ///
 /// # Safety
 ///
@@ -616,64 +667,65 @@ unsafe fn flt_tile<const F: u8, const NT: usize, const RT: usize>(
     x: &[&[f32]; RT],
     out: &mut [f32; 8],
 ) {
-    const { assert!(NT * RT <= 8) };
+    const { assert!(NT * RT <= 8 && NT * RT > 0) };
     let cols = x[0].len();
     let vb = flt_bytes(F);
     if x.iter().any(|r| r.len() != cols) || !rows_hold(w, cols, vb) {
         *out = [0.0; 8];
         return;
     }
+    let g = const { acc_group(NT * RT) };
+    let main = cols / 32 * 32;
     let zero = vdupq_n_f32(0.0);
-    let mut acc = [[(zero, zero); NT]; RT];
-    let full = cols / 8 * 8;
+    let mut parts = [[[(zero, zero); 4]; NT]; RT];
     let prefetch_step = next.len().div_ceil(64).div_ceil((cols / 8).max(1));
-    let mut k = 0;
-    while k < full {
-        prefetch_lines(next, k / 8 * prefetch_step, prefetch_step);
-        // SAFETY: k + 8 <= cols values in every row.
-        let wv: [(float32x4_t, float32x4_t); NT] =
-            core::array::from_fn(|n| unsafe { load_flt8::<F>(w[n].as_ptr().add(k * vb)) });
-        for r in 0..RT {
-            // SAFETY: as above.
-            let (x0, x1) = unsafe {
-                (
-                    vld1q_f32(x[r].as_ptr().add(k)),
-                    vld1q_f32(x[r].as_ptr().add(k + 4)),
-                )
-            };
-            for n in 0..NT {
-                acc[r][n].0 = vfmaq_f32(acc[r][n].0, wv[n].0, x0);
-                acc[r][n].1 = vfmaq_f32(acc[r][n].1, wv[n].1, x1);
+    let mut step = 0;
+    for j0 in (0..4).step_by(g) {
+        // acc[jj][r][n]: accumulator j0 + jj of output (r, n).
+        let mut acc = [[[(zero, zero); NT]; RT]; 4];
+        let mut b = 0;
+        while b < main {
+            for (jj, acc_j) in acc.iter_mut().enumerate().take(g) {
+                prefetch_lines(next, step * prefetch_step, prefetch_step);
+                step += 1;
+                let k = b + 8 * (j0 + jj);
+                // SAFETY: k + 8 <= main <= cols values in every row.
+                let wv: [F32x8; NT] =
+                    core::array::from_fn(|n| unsafe { load_flt8::<F>(w[n].as_ptr().add(k * vb)) });
+                for r in 0..RT {
+                    // SAFETY: as above.
+                    let (x0, x1) = unsafe {
+                        (
+                            vld1q_f32(x[r].as_ptr().add(k)),
+                            vld1q_f32(x[r].as_ptr().add(k + 4)),
+                        )
+                    };
+                    for n in 0..NT {
+                        let a = &mut acc_j[r][n];
+                        *a = (vfmaq_f32(a.0, wv[n].0, x0), vfmaq_f32(a.1, wv[n].1, x1));
+                    }
+                }
             }
+            b += 32;
         }
-        k += 8;
-    }
-    if full < cols {
-        let mut wbuf = [[0u8; 32]; NT];
-        for n in 0..NT {
-            let src = w[n].get(full * vb..cols * vb).unwrap_or(&[]);
-            for (d, s) in wbuf[n].iter_mut().zip(src) {
-                *d = *s;
-            }
-        }
-        for r in 0..RT {
-            let mut xbuf = [0f32; 8];
-            for (d, s) in xbuf.iter_mut().zip(x[r].get(full..).unwrap_or(&[])) {
-                *d = *s;
-            }
-            // SAFETY: xbuf is 8 f32.
-            let (x0, x1) = unsafe { (vld1q_f32(xbuf.as_ptr()), vld1q_f32(xbuf.as_ptr().add(4))) };
-            for n in 0..NT {
-                // SAFETY: wbuf rows are 32 bytes, at least 8 values.
-                let (w0, w1) = unsafe { load_flt8::<F>(wbuf[n].as_ptr()) };
-                acc[r][n].0 = vfmaq_f32(acc[r][n].0, w0, x0);
-                acc[r][n].1 = vfmaq_f32(acc[r][n].1, w1, x1);
+        for (jj, acc_j) in acc.iter().enumerate().take(g) {
+            for r in 0..RT {
+                for n in 0..NT {
+                    if let Some(p) = parts[r][n].get_mut(j0 + jj) {
+                        *p = acc_j[r][n];
+                    }
+                }
             }
         }
     }
     for r in 0..RT {
         for n in 0..NT {
-            out[r * NT + n] = hsum8(acc[r][n].0, acc[r][n].1);
+            let mut s = reduce32(parts[r][n]);
+            for e in main..cols {
+                let xe = x[r].get(e).copied().unwrap_or(0.0);
+                s = super::scalar::fmaf(flt_at::<F>(w[n], e), xe, s);
+            }
+            out[r * NT + n] = s;
         }
     }
 }
@@ -720,7 +772,9 @@ unsafe fn quantize_act_row(x: &[f32], out: &mut [u8]) {
     }
 }
 
-/// `dot(q, row)` for a KV row of `q.len()` values.
+/// `dot(q, row)` for a KV row of `q.len()` values, in the canonical order.
+/// A Q8_0 block is one 32-value group: its 8-value chunk `j` goes to
+/// accumulator `j`, each key `f32(d) * q` (exact).
 ///
 /// # Safety
 ///
@@ -735,28 +789,32 @@ unsafe fn kv_dot(ty: KvType, q: &[f32], row: &[u8]) -> f32 {
             KvType::F16 => flt_tile::<F_F16, 1, 1>(&[row], &[], &[q], &mut out),
             KvType::Q8_0 => {
                 let nb = q.len() / QK;
-                if !rows_hold(&[row], nb, 34) {
+                if !rows_hold(&[row], nb, 34) || nb * QK != q.len() {
                     return 0.0;
                 }
-                let mut acc = vdupq_n_f32(0.0);
+                let zero = vdupq_n_f32(0.0);
+                let mut acc = [(zero, zero); 4];
                 for b in 0..nb {
                     // SAFETY: the row holds nb blocks, q nb * 32 values.
                     let p = row.as_ptr().add(b * 34);
+                    let d = vdupq_n_f32(f16_to_f32(read_u16(p)));
                     let k8 = [vld1q_s8(p.add(2).cast()), vld1q_s8(p.add(18).cast())];
-                    let mut blk = vdupq_n_f32(0.0);
                     for (c, kv) in k8.iter().enumerate() {
                         let k16 = [vmovl_s8(vget_low_s8(*kv)), vmovl_high_s8(*kv)];
                         for (e, k) in k16.iter().enumerate() {
+                            // Values 16c + 8e .. + 8: accumulator 2c + e.
                             let base = b * QK + 16 * c + 8 * e;
-                            let lo = vcvtq_f32_s32(vmovl_s16(vget_low_s16(*k)));
-                            let hi = vcvtq_f32_s32(vmovl_high_s16(*k));
-                            blk = vfmaq_f32(blk, vld1q_f32(q.as_ptr().add(base)), lo);
-                            blk = vfmaq_f32(blk, vld1q_f32(q.as_ptr().add(base + 4)), hi);
+                            let lo = vmulq_f32(vcvtq_f32_s32(vmovl_s16(vget_low_s16(*k))), d);
+                            let hi = vmulq_f32(vcvtq_f32_s32(vmovl_high_s16(*k)), d);
+                            let a = &mut acc[2 * c + e];
+                            *a = (
+                                vfmaq_f32(a.0, vld1q_f32(q.as_ptr().add(base)), lo),
+                                vfmaq_f32(a.1, vld1q_f32(q.as_ptr().add(base + 4)), hi),
+                            );
                         }
                     }
-                    acc = vfmaq_f32(acc, vdupq_n_f32(f16_to_f32(read_u16(p))), blk);
                 }
-                out[0] = vaddvq_f32(acc);
+                out[0] = reduce32(acc);
             }
         }
     }

@@ -115,7 +115,8 @@ pub(crate) trait Isa: Sync {
         }
     }
 
-    /// One output of the float matmul: `dot(w, x)` over `x.len()` values.
+    /// One output of the float matmul: `dot(w, x)` over `x.len()` values,
+    /// in the canonical float order ([`super::scalar::float_dot`]).
     fn flt_1x1(&self, kind: FltKind, w: &[u8], x: &[f32]) -> f32;
 
     /// `out[n] = dot(w[n], x)`.

@@ -35,9 +35,22 @@
 //! ```
 //!
 //! (`w_j`: Q8_0's int8, Q4_0's nibble - 8, Q4_1's nibble; `d_a` and `s_a`
-//! are the activation block's f16-rounded scale and `d * sum(q_a)`.) The
-//! f32-weight paths accumulate in 8 lanes with FMA and differ from the
-//! scalar reference by rounding only; see the tests for the bounds.
+//! are the activation block's f16-rounded scale and `d * sum(q_a)`.)
+//!
+//! The float dot products — the F32 / F16 / BF16 weight matmul and
+//! [`Kernels::kv_scores`] (f32 query against F16, Q8_0 or F32 keys) — are
+//! bit-identical across every path too. The values are converted to f32
+//! exactly (Q8_0 keys as `f32(d) * q`), and a dot of `n` values follows
+//! ggml's `ggml_vec_dot_f32` (AVX2 with FMA), with `m = n - n % 32`:
+//!
+//! ```text
+//! acc[j][l] = 0                                     (4 accumulators x 8 lanes)
+//! e in 0..m:  acc[(e/8)%4][e%8] = fma(a_e, b_e, acc[(e/8)%4][e%8])
+//! acc0 += acc2; acc1 += acc3; acc0 += acc1          (lane-wise)
+//! t[l] = acc0[l] + acc0[l+4]                        (l = 0..4)
+//! s = (t0 + t1) + (t2 + t3)
+//! e in m..n:  s = fma(a_e, b_e, s)                  (the tail, in order)
+//! ```
 //!
 //! Work is split by output feature: [`Kernels::matmul`] hands `par.threads()`
 //! contiguous ranges of weight rows to [`Parallel::run`]. Each output is
@@ -419,6 +432,9 @@ impl Kernels {
 
     /// `out[t] = dot(q, K_t)` for `t` in `0..out.len()`, where `K_t` is the
     /// row of `q.len()` values of `ty` at byte offset `t * stride` of `k`.
+    ///
+    /// Each dot is the canonical float dot product (module docs), so every
+    /// path gives identical results.
     pub fn kv_scores(
         &self,
         ty: KvType,

@@ -87,6 +87,49 @@ pub(crate) fn fmaf(a: f32, b: f32, c: f32) -> f32 {
     }
 }
 
+/// The canonical float dot product (docs/numerics.md) of the first `n`
+/// pairs `(a_e, b_e)`: ggml's `ggml_vec_dot_f32` on AVX2 with FMA.
+///
+/// ```text
+/// m = n - n % 32
+/// acc[j][l] = 0                                   (4 x 8 f32)
+/// e in 0..m:  acc[(e/8)%4][e%8] = fma(a_e, b_e, acc[(e/8)%4][e%8])
+/// acc0 += acc2; acc1 += acc3; acc0 += acc1        (lane-wise)
+/// t[l] = acc0[l] + acc0[l+4]                      (l = 0..4)
+/// s = (t0 + t1) + (t2 + t3)
+/// e in m..n:  s = fma(a_e, b_e, s)                (the tail, in order)
+/// ```
+///
+/// An iterator shorter than `n` gives an unspecified (finite-input: some)
+/// value, never a panic.
+#[inline]
+pub(crate) fn float_dot(n: usize, pairs: impl Iterator<Item = (f32, f32)>) -> f32 {
+    let main = n - n % 32;
+    let mut pairs = pairs.take(n);
+    let mut acc = [[0f32; 8]; 4];
+    for (e, (a, b)) in pairs.by_ref().take(main).enumerate() {
+        let lane = &mut acc[(e / 8) % 4][e % 8];
+        *lane = fmaf(a, b, *lane);
+    }
+    let mut s = reduce32(acc);
+    for (a, b) in pairs {
+        s = fmaf(a, b, s);
+    }
+    s
+}
+
+/// The canonical reduction of the 32 partial sums of [`float_dot`]: ggml's
+/// `GGML_F32x8_REDUCE` for four AVX registers.
+#[inline]
+pub(crate) fn reduce32(acc: [[f32; 8]; 4]) -> f32 {
+    let [a0, a1, a2, a3] = acc;
+    let a0: [f32; 8] = core::array::from_fn(|l| a0[l] + a2[l]);
+    let a1: [f32; 8] = core::array::from_fn(|l| a1[l] + a3[l]);
+    let s: [f32; 8] = core::array::from_fn(|l| a0[l] + a1[l]);
+    let t: [f32; 4] = core::array::from_fn(|l| s[l] + s[l + 4]);
+    (t[0] + t[1]) + (t[2] + t[3])
+}
+
 /// `((a0 + a4) + (a2 + a6)) + ((a1 + a5) + (a3 + a7))`: ggml's
 /// `hsum_float_8`.
 #[inline]
@@ -126,16 +169,12 @@ impl Isa for Scalar {
     }
 
     fn flt_1x1(&self, kind: FltKind, w: &[u8], x: &[f32]) -> f32 {
-        let mut acc = 0.0f32;
-        for (b, xv) in w.chunks_exact(kind.value_bytes()).zip(x) {
-            let wv = match kind {
-                FltKind::F32 => f32::from_le_bytes([b[0], b[1], b[2], b[3]]),
-                FltKind::F16 => f16_to_f32(u16::from_le_bytes([b[0], b[1]])),
-                FltKind::BF16 => bf16_to_f32(u16::from_le_bytes([b[0], b[1]])),
-            };
-            acc += wv * xv;
-        }
-        acc
+        let weights = w.chunks_exact(kind.value_bytes()).map(|b| match kind {
+            FltKind::F32 => f32::from_le_bytes([b[0], b[1], b[2], b[3]]),
+            FltKind::F16 => f16_to_f32(u16::from_le_bytes([b[0], b[1]])),
+            FltKind::BF16 => bf16_to_f32(u16::from_le_bytes([b[0], b[1]])),
+        });
+        float_dot(x.len(), weights.zip(x.iter().copied()))
     }
 
     fn quantize_act_row(&self, x: &[f32], out: &mut [u8]) {
@@ -147,15 +186,34 @@ impl Isa for Scalar {
     }
 
     fn kv_scores(&self, ty: KvType, q: &[f32], k: &[u8], stride: usize, out: &mut [f32]) {
+        let n = q.len();
         for (t, o) in out.iter_mut().enumerate() {
             let row = k.get(t.saturating_mul(stride)..).unwrap_or(&[]);
-            let mut acc = 0.0f32;
-            for_each_kv_value(ty, row, q.len(), |i, v| {
-                if let Some(qi) = q.get(i) {
-                    acc += qi * v;
-                }
-            });
-            *o = acc;
+            let q = q.iter().copied();
+            *o = match ty {
+                KvType::F32 => float_dot(
+                    n,
+                    q.zip(
+                        row.chunks_exact(4)
+                            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])),
+                    ),
+                ),
+                KvType::F16 => float_dot(
+                    n,
+                    q.zip(
+                        row.chunks_exact(2)
+                            .map(|b| f16_to_f32(u16::from_le_bytes([b[0], b[1]]))),
+                    ),
+                ),
+                KvType::Q8_0 => float_dot(
+                    n,
+                    q.zip(row.chunks_exact(34).take(n / QK).flat_map(|b| {
+                        let d = f16_at(b, 0);
+                        // f16 times i8: exact in f32.
+                        b.iter().skip(2).map(move |v| f32::from(*v as i8) * d)
+                    })),
+                ),
+            };
         }
     }
 

@@ -2,13 +2,14 @@
 //! and against f64 arithmetic on the dequantized weights.
 //!
 //! Bounds (u = 2^-24, the f32 unit roundoff):
-//! * Integer matmul, `quantize_act`, `kv_accumulate`, `kv_store`: every path
-//!   is **bit-identical** to scalar (exact integer block sums; the same f32
-//!   roundings in the same order).
-//! * Float matmul and `kv_scores`: each path and the scalar reference are
-//!   both within `gamma_n * sum|w x|` of the exact sum (`gamma_n ~ n u`, the
-//!   classic bound for any summation order, FMA or not), so they differ by
-//!   at most `2 n u sum|w x|`.
+//! * Every operation is **bit-identical** on every path: integer matmul,
+//!   `quantize_act`, `kv_accumulate`, `kv_store` (exact integer block sums;
+//!   the same f32 roundings in the same order), and the float dot products
+//!   of the float matmul and `kv_scores` (docs/numerics.md's canonical
+//!   order, checked against a transcription with std's `mul_add`).
+//! * Float matmul and `kv_scores` are also within `gamma_n * sum|w x|` of
+//!   the exact sum (`gamma_n ~ n u`, the classic bound for any summation
+//!   order, FMA or not).
 //! * Against f64 on dequantized weights and unquantized activations, the
 //!   integer paths are off by the activation rounding — at most half a step
 //!   `d_a / 2` per value, so `sum_b d_a(b) / 2 * sum_{k in b} |w_k|` — plus
@@ -634,6 +635,8 @@ fn quantize_act_is_identical_on_every_path() {
 /// Indexed loops and `a = a + b`, to read like the document.
 #[allow(clippy::needless_range_loop, clippy::assign_op_pattern)]
 mod spec {
+    use std::vec::Vec;
+
     use crate::gguf::GgmlType;
 
     pub struct ActBlock {
@@ -704,6 +707,63 @@ mod spec {
                 }
                 (h(0), h(2), w)
             }
+            _ => unreachable!(),
+        }
+    }
+
+    /// The float dot product of docs/numerics.md: 4 x 8 partial sums by
+    /// FMA over the first `n - n % 32` values, ggml's `GGML_F32x8_REDUCE`,
+    /// then the tail by FMA in order.
+    pub fn float_dot(a: &[f32], b: &[f32]) -> f32 {
+        assert_eq!(a.len(), b.len());
+        let n = a.len();
+        let m = n - n % 32;
+        let mut acc = [[0f32; 8]; 4];
+        for e in 0..m {
+            let (j, l) = ((e / 8) % 4, e % 8);
+            acc[j][l] = a[e].mul_add(b[e], acc[j][l]);
+        }
+        for l in 0..8 {
+            acc[0][l] = acc[0][l] + acc[2][l];
+            acc[1][l] = acc[1][l] + acc[3][l];
+        }
+        for l in 0..8 {
+            acc[0][l] = acc[0][l] + acc[1][l];
+        }
+        let mut t = [0f32; 4];
+        for l in 0..4 {
+            t[l] = acc[0][l] + acc[0][l + 4];
+        }
+        let mut s = (t[0] + t[1]) + (t[2] + t[3]);
+        for e in m..n {
+            s = a[e].mul_add(b[e], s);
+        }
+        s
+    }
+
+    /// Float weights (F32, F16, BF16) or cached keys (Q8_0: `f32(d) * q`)
+    /// as f32, converted with the `half` crate and bit shifts.
+    pub fn float_values(ty: GgmlType, bytes: &[u8]) -> Vec<f32> {
+        match ty {
+            GgmlType::F32 => bytes
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect(),
+            GgmlType::F16 => bytes
+                .chunks_exact(2)
+                .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
+                .collect(),
+            GgmlType::BF16 => bytes
+                .chunks_exact(2)
+                .map(|b| f32::from_bits((u16::from_le_bytes([b[0], b[1]]) as u32) << 16))
+                .collect(),
+            GgmlType::Q8_0 => bytes
+                .chunks_exact(34)
+                .flat_map(|b| {
+                    let d = half::f16::from_le_bytes([b[0], b[1]]).to_f32();
+                    b[2..].iter().map(move |q| *q as i8 as f32 * d)
+                })
+                .collect(),
             _ => unreachable!(),
         }
     }
@@ -997,43 +1057,100 @@ fn integer_matmul_is_bit_identical_on_every_path() {
     }
 }
 
+/// Float-weight shapes (rows, cols, batch): column tails of every length
+/// class (below 8, below 32, 32 plus a tail, whole groups), rows that leave
+/// 1x1 remainders, batches that use 4x2 and 8x1 tiles.
+const FLT_SHAPES: [(usize, usize, usize); 12] = [
+    (1, 1, 1),
+    (9, 7, 3),
+    (8, 13, 2),
+    (17, 31, 5),
+    (12, 32, 1),
+    (16, 33, 4),
+    (17, 64, 5),
+    (12, 100, 1),
+    (11, 127, 3),
+    (9, 256, 2),
+    (20, 576, 4),
+    (8, 1536, 1),
+];
+
 #[test]
-fn float_matmul_matches_scalar_within_rounding() {
+fn float_matmul_is_bit_identical_on_every_path() {
     let mut rng = Rng(13);
     let scalar = Kernels::scalar();
-    let u = f32::EPSILON as f64 / 2.0;
     for ty in FLT_TYPES {
-        for (rows, cols, batch) in [
-            (1, 1, 1),
-            (9, 7, 3),
-            (8, 13, 2),
-            (17, 64, 5),
-            (12, 100, 1),
-            (20, 576, 4),
-        ] {
+        for (rows, cols, batch) in FLT_SHAPES {
             let case = Case::new(&mut rng, ty, rows, cols, batch, false);
             let want = case.run(&scalar, &Serial);
             for path in paths() {
-                let got = case.run(&kernels(path), &Serial);
-                for r in 0..batch {
-                    for n in 0..rows {
-                        let w = case.weight_row(n);
-                        let mag: f64 = w
-                            .iter()
-                            .zip(&case.x[r * cols..])
-                            .map(|(a, b)| (a * b).abs() as f64)
-                            .sum();
-                        let bound = 2.0 * cols as f64 * u * mag + 1e-30;
-                        let (g, s) = (got[r * rows + n] as f64, want[r * rows + n] as f64);
-                        assert!(
-                            (g - s).abs() <= bound,
-                            "{path} {ty} ({r},{n}): {g} vs {s}, bound {bound}"
-                        );
-                    }
+                for t in 1..=4 {
+                    let got = case.run(&kernels(path), &Threads(t));
+                    assert!(
+                        same_bits(&got, &want),
+                        "{path} {ty} {rows}x{cols} batch {batch}, {t} threads: {}",
+                        first_difference(&got, &want)
+                    );
                 }
             }
         }
     }
+}
+
+#[test]
+fn float_matmul_follows_the_spec_on_every_path() {
+    let mut rng = Rng(53);
+    let u = f32::EPSILON as f64 / 2.0;
+    let mut order_matters = 0;
+    let mut total = 0;
+    for ty in FLT_TYPES {
+        for (rows, cols, batch) in FLT_SHAPES {
+            let mut case = Case::new(&mut rng, ty, rows, cols, batch, false);
+            // Wide dynamic range, so that another order of roundings would
+            // give other bits.
+            for (i, x) in case.x.iter_mut().enumerate() {
+                *x *= [1.0, 1e3, 1e-3, 37.0][(i / 5) % 4];
+            }
+            let rb = quant::row_bytes(ty, cols).unwrap();
+            let mut want = Vec::new();
+            for r in 0..batch {
+                let x = &case.x[r * cols..(r + 1) * cols];
+                for n in 0..rows {
+                    let w = spec::float_values(ty, &case.w[n * rb..(n + 1) * rb]);
+                    let d = spec::float_dot(&w, x);
+                    // The canonical order is not the plain sequential one
+                    // (checked in bulk below), and it is accurate.
+                    let seq = w.iter().zip(x).fold(0f32, |s, (a, b)| a.mul_add(*b, s));
+                    order_matters += usize::from(seq.to_bits() != d.to_bits());
+                    total += 1;
+                    let exact: f64 = w.iter().zip(x).map(|(a, b)| *a as f64 * *b as f64).sum();
+                    let mag: f64 = w
+                        .iter()
+                        .zip(x)
+                        .map(|(a, b)| (*a as f64 * *b as f64).abs())
+                        .sum();
+                    let bound = 1.01 * cols as f64 * u * mag + 1e-30;
+                    assert!(
+                        (d as f64 - exact).abs() <= bound,
+                        "spec {ty} {cols}: {d} vs {exact}"
+                    );
+                    want.push(d);
+                }
+            }
+            for path in paths() {
+                let got = case.run(&kernels(path), &Threads(2));
+                assert!(
+                    same_bits(&got, &want),
+                    "{path} {ty} {rows}x{cols} batch {batch}: {}",
+                    first_difference(&got, &want)
+                );
+            }
+        }
+    }
+    assert!(
+        order_matters * 4 > total,
+        "only {order_matters} of {total} dots depend on the order"
+    );
 }
 
 #[test]
@@ -1220,9 +1337,8 @@ fn kv_rows(rng: &mut Rng, ty: KvType, dim: usize, n: usize, stride: usize) -> Ve
 }
 
 #[test]
-fn kv_ops_match_scalar() {
+fn kv_accumulate_matches_scalar() {
     let mut rng = Rng(29);
-    let u = f32::EPSILON as f64 / 2.0;
     let scalar = Kernels::scalar();
     for ty in [KvType::F16, KvType::Q8_0, KvType::F32] {
         for dim in [32, 64, 96, 128, 72, 8, 3] {
@@ -1232,12 +1348,7 @@ fn kv_ops_match_scalar() {
             let n = 13;
             let stride = ty.row_bytes(dim).unwrap() + 6; // rows need not be packed
             let cache = kv_rows(&mut rng, ty, dim, n, stride);
-            let q: Vec<f32> = (0..dim).map(|_| rng.unit()).collect();
             let p: Vec<f32> = (0..n).map(|_| rng.unit().abs()).collect();
-            let mut want_s = vec![0f32; n];
-            scalar
-                .kv_scores(ty, &q, &cache, stride, &mut want_s)
-                .unwrap();
             let mut want_a: Vec<f32> = (0..dim).map(|i| i as f32 * 0.25).collect();
             let start = want_a.clone();
             scalar
@@ -1245,28 +1356,134 @@ fn kv_ops_match_scalar() {
                 .unwrap();
             for path in paths() {
                 let k = kernels(path);
-                let mut s = vec![0f32; n];
-                k.kv_scores(ty, &q, &cache, stride, &mut s).unwrap();
-                for t in 0..n {
-                    let mut row = vec![0f32; dim];
-                    scalar
-                        .kv_accumulate(ty, &[1.0], &cache[t * stride..], stride, &mut row)
-                        .unwrap();
-                    let mag: f64 = row.iter().zip(&q).map(|(a, b)| (a * b).abs() as f64).sum();
-                    let bound = 2.0 * (dim + 2) as f64 * u * mag + 1e-30;
-                    assert!(
-                        ((s[t] - want_s[t]) as f64).abs() <= bound,
-                        "{path} {ty:?} dim {dim} t {t}: {} vs {}",
-                        s[t],
-                        want_s[t]
-                    );
-                }
                 let mut a = start.clone();
                 k.kv_accumulate(ty, &p, &cache, stride, &mut a).unwrap();
                 assert!(
                     same_bits(&a, &want_a),
                     "{path} {ty:?} dim {dim}: {}",
                     first_difference(&a, &want_a)
+                );
+            }
+        }
+    }
+}
+
+/// `kv_scores` on every path equals the spec's float dot of the query and
+/// the dequantized keys, bit for bit (so every path equals scalar), and is
+/// within the summation bound of the exact dot product.
+#[test]
+fn kv_scores_follow_the_spec_on_every_path() {
+    let mut rng = Rng(59);
+    let u = f32::EPSILON as f64 / 2.0;
+    let mut order_matters = 0;
+    let mut total = 0;
+    let scalar = Kernels::scalar();
+    for ty in [KvType::F16, KvType::Q8_0, KvType::F32] {
+        let gty = match ty {
+            KvType::F16 => GgmlType::F16,
+            KvType::Q8_0 => GgmlType::Q8_0,
+            KvType::F32 => GgmlType::F32,
+        };
+        for dim in [
+            16, 64, 80, 128, 256, 32, 96, 1, 3, 7, 31, 33, 45, 95, 127, 257,
+        ] {
+            let Some(row) = ty.row_bytes(dim) else {
+                continue;
+            };
+            for (n, stride) in [(13, row + 6), (16, row), (1, row), (0, row)] {
+                let cache = kv_rows(&mut rng, ty, dim, n, stride);
+                let q: Vec<f32> = (0..dim)
+                    .map(|i| rng.unit() * [1.0, 1e3, 1e-3, 37.0][(i / 3) % 4])
+                    .collect();
+                let mut want = vec![0f32; n];
+                for (t, w) in want.iter_mut().enumerate() {
+                    let keys = spec::float_values(gty, &cache[t * stride..t * stride + row]);
+                    *w = spec::float_dot(&q, &keys);
+                    let seq = q.iter().zip(&keys).fold(0f32, |s, (a, b)| a.mul_add(*b, s));
+                    order_matters += usize::from(seq.to_bits() != w.to_bits());
+                    total += 1;
+                    let exact: f64 = q
+                        .iter()
+                        .zip(&keys)
+                        .map(|(a, b)| *a as f64 * *b as f64)
+                        .sum();
+                    let mag: f64 = q
+                        .iter()
+                        .zip(&keys)
+                        .map(|(a, b)| (*a as f64 * *b as f64).abs())
+                        .sum();
+                    let bound = 1.01 * dim as f64 * u * mag + 1e-30;
+                    assert!((*w as f64 - exact).abs() <= bound, "{ty:?} {dim}");
+                }
+                let mut s = vec![f32::NAN; n];
+                scalar.kv_scores(ty, &q, &cache, stride, &mut s).unwrap();
+                assert!(same_bits(&s, &want), "scalar {ty:?} dim {dim}");
+                for path in paths() {
+                    let mut s = vec![f32::NAN; n];
+                    kernels(path)
+                        .kv_scores(ty, &q, &cache, stride, &mut s)
+                        .unwrap();
+                    assert!(
+                        same_bits(&s, &want),
+                        "{path} {ty:?} dim {dim} keys {n}: {}",
+                        first_difference(&s, &want)
+                    );
+                }
+            }
+        }
+    }
+    assert!(
+        order_matters * 4 > total,
+        "only {order_matters} of {total} dots depend on the order"
+    );
+}
+
+/// Keys of extreme magnitudes (f16's largest and subnormal values, Q8_0's
+/// -128 and subnormal scales, cancelling sums): still the same bits.
+#[test]
+fn kv_scores_with_extreme_keys_are_identical_on_every_path() {
+    let mut rng = Rng(61);
+    let scalar = Kernels::scalar();
+    for ty in [KvType::F16, KvType::Q8_0, KvType::F32] {
+        for dim in [64, 80, 33] {
+            let Some(row) = ty.row_bytes(dim) else {
+                continue;
+            };
+            let n = 9;
+            let mut cache = rng.bytes(n * row);
+            if ty == KvType::Q8_0 {
+                // Finite scales only (a NaN scale has no defined bits).
+                for b in cache.chunks_exact_mut(34) {
+                    let d = (rng.next() % 0x7c00) as u16;
+                    b[..2].copy_from_slice(&d.to_le_bytes());
+                }
+            } else if ty == KvType::F16 {
+                for v in cache.chunks_exact_mut(2) {
+                    let h = u16::from_le_bytes([v[0], v[1]]);
+                    if h & 0x7c00 == 0x7c00 {
+                        v.copy_from_slice(&(h & 0x83ff).to_le_bytes());
+                    }
+                }
+            } else {
+                for v in cache.chunks_exact_mut(4) {
+                    let x = rng.unit() * 2f32.powi((rng.next() % 60) as i32 - 30);
+                    v.copy_from_slice(&x.to_le_bytes());
+                }
+            }
+            let q: Vec<f32> = (0..dim)
+                .map(|_| rng.unit() * 2f32.powi((rng.next() % 40) as i32 - 20))
+                .collect();
+            let mut want = vec![0f32; n];
+            scalar.kv_scores(ty, &q, &cache, row, &mut want).unwrap();
+            for path in paths() {
+                let mut s = vec![0f32; n];
+                kernels(path)
+                    .kv_scores(ty, &q, &cache, row, &mut s)
+                    .unwrap();
+                assert!(
+                    same_bits(&s, &want),
+                    "{path} {ty:?} dim {dim}: {}",
+                    first_difference(&s, &want)
                 );
             }
         }

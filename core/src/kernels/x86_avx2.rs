@@ -16,6 +16,10 @@
 //! canonical order of roundings, so the result is bit-identical to the
 //! scalar path.
 //!
+//! Float dot products (F32 / F16 / BF16 weights, `kv_scores`): four 8-lane
+//! accumulators per output, `vfmadd` per 8 values, reduced by [`reduce32`],
+//! the `n % 32` tail by scalar FMA — the canonical order, see [`flt_tile`].
+//!
 //! Every body is a `#[target_feature(enable = "avx2,fma,f16c")]` function;
 //! they are reached only through [`Avx2`], a token that exists only when the
 //! CPU has those features.
@@ -49,6 +53,8 @@ const K_Q4_1: u8 = 2;
 const F_F32: u8 = 0;
 const F_F16: u8 = 1;
 const F_BF16: u8 = 2;
+/// Q8_0 cached keys (for `kv_scores`).
+const K_Q8: u8 = 3;
 
 impl Isa for Avx2 {
     fn int_1x1(&self, kind: IntKind, w: &[u8], a: &[u8], nb: usize) -> f32 {
@@ -430,9 +436,54 @@ fn hsum_ps(v: __m256) -> f32 {
     _mm_cvtss_f32(s)
 }
 
-/// `out[r * NT + n] = dot(w[n], x[r])` over `x[0].len()` values: 8 lanes of
-/// FMA per output, the last partial chunk zero-padded, then [`hsum_ps`].
-/// The same sequence for every `NT`, `RT`.
+/// The canonical reduction of a float dot's 4 x 8 partial sums
+/// (docs/numerics.md): `acc0 += acc2; acc1 += acc3; acc0 += acc1`, then
+/// `t[l] = acc0[l] + acc0[l + 4]` and `(t0 + t1) + (t2 + t3)`, as ggml's
+/// `GGML_F32x8_REDUCE` (whose two `hadd`s add the same pairs).
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+fn reduce32(acc: [__m256; 4]) -> f32 {
+    let a0 = _mm256_add_ps(acc[0], acc[2]);
+    let a1 = _mm256_add_ps(acc[1], acc[3]);
+    let s = _mm256_add_ps(a0, a1);
+    let t = _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps::<1>(s));
+    // [t0 + t1, t1 + t0, t2 + t3, t3 + t2], then lane 0 + lane 2.
+    let p = _mm_add_ps(t, _mm_shuffle_ps::<0b10_11_00_01>(t, t));
+    _mm_cvtss_f32(_mm_add_ss(p, _mm_movehl_ps(p, p)))
+}
+
+/// `fma(a, b, c)`, one rounding (`vfmadd` on scalars).
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+fn fma1(a: f32, b: f32, c: f32) -> f32 {
+    _mm_cvtss_f32(_mm_fmadd_ss(_mm_set_ss(a), _mm_set_ss(b), _mm_set_ss(c)))
+}
+
+/// Weight `i` of kind `F` (exactly as [`load_flt8`] converts it); 0 past
+/// the end of `w`.
+#[inline(always)]
+fn flt_at<const F: u8>(w: &[u8], i: usize) -> f32 {
+    let vb = flt_bytes(F);
+    match w.get(i.saturating_mul(vb)..).unwrap_or(&[]) {
+        [a, b, c, d, ..] if F == F_F32 => f32::from_le_bytes([*a, *b, *c, *d]),
+        [a, b, ..] if F == F_F16 => f16_to_f32(u16::from_le_bytes([*a, *b])),
+        [a, b, ..] if F == F_BF16 => crate::quant::bf16_to_f32(u16::from_le_bytes([*a, *b])),
+        _ => 0.0,
+    }
+}
+
+/// `out[r * NT + n] = dot(w[n], x[r])` over `x[0].len()` values, in the
+/// canonical order (docs/numerics.md): accumulator `j` of an output takes
+/// the 8 values at `32 b + 8 j` for every `b`, by FMA in order of `b`; then
+/// [`reduce32`] and the tail (`cols % 32` values) by scalar FMA.
+///
+/// One output keeps its 4 accumulators in registers ([`flt_pass4`]). More
+/// outputs would need `4 * NT * RT` registers, so they go by segments of
+/// [`SEGMENT`] groups ([`flt_pass_seg`]): accumulator 0 of every output
+/// over the segment, then 1, 2, 3, each reloaded from and stored to memory
+/// between segments. Each accumulator still sees its values in order, so
+/// the results are the same for every tile, and a segment's weights are
+/// read from memory once, then from L1.
 #[target_feature(enable = "avx2,fma,f16c")]
 fn flt_tile<const F: u8, const NT: usize, const RT: usize>(
     w: &[&[u8]; NT],
@@ -440,58 +491,120 @@ fn flt_tile<const F: u8, const NT: usize, const RT: usize>(
     x: &[&[f32]; RT],
     out: &mut [f32; 8],
 ) {
-    const { assert!(NT * RT <= 8) };
+    const { assert!(NT * RT <= 8 && NT * RT > 0) };
     let cols = x[0].len();
     let vb = flt_bytes(F);
     if x.iter().any(|r| r.len() != cols) || !rows_hold(w, cols, vb) {
         *out = [0.0; 8];
         return;
     }
-    let mut acc = [[_mm256_setzero_ps(); NT]; RT];
-    let full = cols / 8 * 8;
-    let prefetch_step = next.len().div_ceil(64).div_ceil((cols / 8).max(1));
-    let mut k = 0;
-    while k < full {
-        prefetch_lines(next, k / 8 * prefetch_step, prefetch_step);
-        // SAFETY: k + 8 <= cols: the weight rows hold `cols` values, the
-        // activation rows are `cols` long.
-        let wv: [__m256; NT] =
-            core::array::from_fn(|n| unsafe { load_flt8::<F>(w[n].as_ptr().add(k * vb)) });
-        for r in 0..RT {
-            // SAFETY: as above.
-            let xv = unsafe { _mm256_loadu_ps(x[r].as_ptr().add(k)) };
-            for n in 0..NT {
-                acc[r][n] = _mm256_fmadd_ps(wv[n], xv, acc[r][n]);
+    let groups = cols / 32;
+    let wp: [*const u8; NT] = core::array::from_fn(|n| w[n].as_ptr());
+    let xp: [*const f32; RT] = core::array::from_fn(|r| x[r].as_ptr());
+    let mut parts = [[[_mm256_setzero_ps(); NT]; RT]; 4];
+    // SAFETY: `groups * 32 <= cols` values are readable from every weight
+    // row (rows_hold) and activation row (length checked).
+    unsafe {
+        if NT * RT == 1 {
+            let acc = flt_pass4::<F>(wp[0], xp[0], groups);
+            for (p, a) in parts.iter_mut().zip(acc) {
+                p[0][0] = a;
             }
-        }
-        k += 8;
-    }
-    if full < cols {
-        // The tail, zero-padded to 8: adding 0 * 0 changes no sum.
-        let mut wbuf = [[0u8; 32]; NT];
-        for n in 0..NT {
-            let src = w[n].get(full * vb..cols * vb).unwrap_or(&[]);
-            for (d, s) in wbuf[n].iter_mut().zip(src) {
-                *d = *s;
-            }
-        }
-        for r in 0..RT {
-            let mut xbuf = [0f32; 8];
-            for (d, s) in xbuf.iter_mut().zip(x[r].get(full..).unwrap_or(&[])) {
-                *d = *s;
-            }
-            // SAFETY: xbuf is 8 f32.
-            let xv = unsafe { _mm256_loadu_ps(xbuf.as_ptr()) };
-            for n in 0..NT {
-                // SAFETY: wbuf rows are 32 bytes, at least 8 values.
-                let wv = unsafe { load_flt8::<F>(wbuf[n].as_ptr()) };
-                acc[r][n] = _mm256_fmadd_ps(wv, xv, acc[r][n]);
-            }
+        } else {
+            flt_pass_seg::<F, NT, RT>(&wp, &xp, groups, next, &mut parts);
         }
     }
+    let main = groups * 32;
     for r in 0..RT {
         for n in 0..NT {
-            out[r * NT + n] = hsum_ps(acc[r][n]);
+            let acc = [
+                parts[0][r][n],
+                parts[1][r][n],
+                parts[2][r][n],
+                parts[3][r][n],
+            ];
+            let mut s = reduce32(acc);
+            for e in main..cols {
+                s = fma1(flt_at::<F>(w[n], e), x[r].get(e).copied().unwrap_or(0.0), s);
+            }
+            out[r * NT + n] = s;
+        }
+    }
+}
+
+/// Groups of 32 values per segment of [`flt_pass_seg`]: 8 weight rows of
+/// a segment take at most 8 KiB (F32).
+const SEGMENT: usize = 8;
+
+/// The 4 accumulators of one output, all in registers.
+///
+/// # Safety
+///
+/// `w` must be readable for `32 * groups` values of kind `F`, `x` for
+/// `32 * groups` f32.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+unsafe fn flt_pass4<const F: u8>(w: *const u8, x: *const f32, groups: usize) -> [__m256; 4] {
+    let vb = flt_bytes(F);
+    let mut acc = [_mm256_setzero_ps(); 4];
+    for b in 0..groups {
+        for (j, acc_j) in acc.iter_mut().enumerate() {
+            let k = 32 * b + 8 * j;
+            // SAFETY: k + 8 <= 32 * groups values, per the caller.
+            unsafe {
+                let wv = load_flt8::<F>(w.add(k * vb));
+                *acc_j = _mm256_fmadd_ps(wv, _mm256_loadu_ps(x.add(k)), *acc_j);
+            }
+        }
+    }
+    acc
+}
+
+/// The accumulators of `NT x RT` outputs by segments (see [`flt_tile`]):
+/// `parts[j][r][n]` is accumulator `j` of output `(r, n)`, updated in
+/// place. Spreads a prefetch of `next` over the segments. Not inlined, so
+/// that the register allocator sees one accumulator of each output at a
+/// time.
+///
+/// # Safety
+///
+/// `w[n]` must be readable for `32 * groups` values of kind `F`, `x[r]`
+/// for `32 * groups` f32.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline(never)]
+unsafe fn flt_pass_seg<const F: u8, const NT: usize, const RT: usize>(
+    w: &[*const u8; NT],
+    x: &[*const f32; RT],
+    groups: usize,
+    next: &[u8],
+    parts: &mut [[[__m256; NT]; RT]; 4],
+) {
+    let vb = flt_bytes(F);
+    let segments = groups.div_ceil(SEGMENT);
+    let per_segment = next.len().div_ceil(64).div_ceil(segments.max(1));
+    for seg in 0..segments {
+        prefetch_lines(next, seg * per_segment, per_segment);
+        let (g0, g1) = (seg * SEGMENT, ((seg + 1) * SEGMENT).min(groups));
+        // Through an opaque pointer, so that the compiler keeps the
+        // accumulators in memory between segments instead of in (too few)
+        // registers.
+        let parts: &mut [[[__m256; NT]; RT]; 4] = core::hint::black_box(&mut *parts);
+        for (j, parts_j) in parts.iter_mut().enumerate() {
+            let mut acc = *parts_j;
+            for b in g0..g1 {
+                let k = 32 * b + 8 * j;
+                // SAFETY: k + 8 <= 32 * groups values, per the caller.
+                let wv: [__m256; NT] =
+                    core::array::from_fn(|n| unsafe { load_flt8::<F>(w[n].add(k * vb)) });
+                for r in 0..RT {
+                    // SAFETY: as above.
+                    let xv = unsafe { _mm256_loadu_ps(x[r].add(k)) };
+                    for n in 0..NT {
+                        acc[r][n] = _mm256_fmadd_ps(wv[n], xv, acc[r][n]);
+                    }
+                }
+            }
+            *parts_j = acc;
         }
     }
 }
@@ -547,49 +660,88 @@ fn quantize_act_row(x: &[f32], out: &mut [u8]) {
     }
 }
 
-/// `dot(q, row)` for a KV row of `q.len()` values (lengths checked by the
-/// caller; a short row gives 0).
+/// 8 keys of a KV row: values `32 b + 8 j ..` (of the whole groups only;
+/// a Q8_0 block is one group, each key `f32(d) * q`, exact).
+///
+/// # Safety
+///
+/// The row must hold values `32 b .. 32 b + 32` of type `T`.
 #[target_feature(enable = "avx2,fma,f16c")]
-fn kv_dot(ty: KvType, q: &[f32], row: &[u8]) -> f32 {
-    let dim = q.len();
-    let mut out = [0f32; 8];
-    match ty {
-        KvType::F32 => flt_tile::<F_F32, 1, 1>(&[row], &[], &[q], &mut out),
-        KvType::F16 => flt_tile::<F_F16, 1, 1>(&[row], &[], &[q], &mut out),
-        KvType::Q8_0 => {
-            let nb = dim / QK;
-            if !rows_hold(&[row], nb, 34) {
-                return 0.0;
+#[inline]
+unsafe fn kv_keys8<const T: u8>(row: *const u8, b: usize, j: usize) -> __m256 {
+    // SAFETY: per the caller, the group's bytes (and its Q8_0 scale) are
+    // readable.
+    unsafe {
+        match T {
+            F_F32 => _mm256_loadu_ps(row.add(4 * (32 * b + 8 * j)).cast()),
+            F_F16 => _mm256_cvtph_ps(_mm_loadu_si128(row.add(2 * (32 * b + 8 * j)).cast())),
+            _ => {
+                let p = row.add(34 * b);
+                let d = _mm256_cvtph_ps(_mm_set1_epi16(read_u16(p) as i16));
+                let kq = _mm256_cvtepi8_epi32(_mm_loadl_epi64(p.add(2 + 8 * j).cast()));
+                _mm256_mul_ps(_mm256_cvtepi32_ps(kq), d)
             }
-            let mut acc = _mm256_setzero_ps();
-            for b in 0..nb {
-                // SAFETY: the row holds nb blocks of 34 bytes, q holds
-                // nb * 32 values; b < nb.
-                let (d, blk) = unsafe {
-                    let p = row.as_ptr().add(b * 34);
-                    let mut blk = _mm256_setzero_ps();
-                    for c in 0..4 {
-                        let kq = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(
-                            p.add(2 + 8 * c).cast(),
-                        )));
-                        let qv = _mm256_loadu_ps(q.as_ptr().add(b * QK + 8 * c));
-                        blk = _mm256_fmadd_ps(qv, kq, blk);
-                    }
-                    (f16_to_f32(read_u16(p)), blk)
-                };
-                acc = _mm256_fmadd_ps(_mm256_set1_ps(d), blk, acc);
-            }
-            out[0] = hsum_ps(acc);
         }
     }
-    out[0]
+}
+
+/// `out[t] = dot(q, K_t)` in the canonical order, for rows of type `T`
+/// (`F_F32`, `F_F16`, or `K_Q8`).
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+fn kv_scores_t<const T: u8>(q: &[f32], k: &[u8], stride: usize, out: &mut [f32]) {
+    let dim = q.len();
+    let groups = dim / 32;
+    let row_bytes = match T {
+        F_F32 => dim.checked_mul(4),
+        F_F16 => dim.checked_mul(2),
+        _ => dim.is_multiple_of(32).then_some(groups * 34),
+    };
+    // Every row must be in `k` (the caller checked; here it costs one test).
+    let fits = row_bytes.is_some_and(|rb| {
+        out.is_empty()
+            || (out.len() - 1)
+                .checked_mul(stride)
+                .and_then(|e| e.checked_add(rb))
+                .is_some_and(|end| end <= k.len())
+    });
+    let (true, Some(row_bytes)) = (fits, row_bytes) else {
+        out.fill(0.0);
+        return;
+    };
+    for (t, o) in out.iter_mut().enumerate() {
+        // SAFETY: row t is within `k` (checked above).
+        let row = unsafe { k.as_ptr().add(t * stride) };
+        let mut acc = [_mm256_setzero_ps(); 4];
+        for b in 0..groups {
+            for (j, acc_j) in acc.iter_mut().enumerate() {
+                // SAFETY: the row holds all `groups` groups; q holds
+                // dim >= 32 * groups values.
+                unsafe {
+                    let kv = kv_keys8::<T>(row, b, j);
+                    let qv = _mm256_loadu_ps(q.as_ptr().add(32 * b + 8 * j));
+                    *acc_j = _mm256_fmadd_ps(qv, kv, *acc_j);
+                }
+            }
+        }
+        let mut s = reduce32(acc);
+        if T != K_Q8 && 32 * groups < dim {
+            // SAFETY: as above, `row_bytes` bytes.
+            let row = unsafe { core::slice::from_raw_parts(row, row_bytes) };
+            for (e, qe) in q.iter().enumerate().skip(32 * groups) {
+                s = fma1(*qe, flt_at::<T>(row, e), s);
+            }
+        }
+        *o = s;
+    }
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
 fn kv_scores(ty: KvType, q: &[f32], k: &[u8], stride: usize, out: &mut [f32]) {
-    for (t, o) in out.iter_mut().enumerate() {
-        let row = k.get(t.saturating_mul(stride)..).unwrap_or(&[]);
-        *o = kv_dot(ty, q, row);
+    match ty {
+        KvType::F32 => kv_scores_t::<F_F32>(q, k, stride, out),
+        KvType::F16 => kv_scores_t::<F_F16>(q, k, stride, out),
+        KvType::Q8_0 => kv_scores_t::<K_Q8>(q, k, stride, out),
     }
 }
 
