@@ -7,8 +7,10 @@
 //! the rows asked for.
 
 use crate::error::{Error, Result, TokenizerError};
-use crate::kernels::{act_format, Act, ActFormat, CpuFeatures, KernelPath, Kernels, Matrix};
-use crate::kv::{KvCache, KvGeometry};
+use crate::kernels::{
+    act_format, Act, ActFormat, CpuFeatures, KernelPath, Kernels, Matrix, SoftmaxState,
+};
+use crate::kv::{KvCache, KvGeometry, KvType};
 use crate::mem::plan::{self, attn_slot_per_head, MemoryPlan, PlanParams};
 use crate::mem::Arena;
 use crate::model::ops::{add_assign, add_bias, rmsnorm, swiglu, Rope};
@@ -431,6 +433,13 @@ impl<'a> Engine<'a> {
                 self.rope
                     .apply(&mut kk[r * kv_dim..(r + 1) * kv_dim], head_dim, cs);
             }
+            // llama.cpp's flash attention takes the query in the keys'
+            // dot-product type: f16 for an F16 cache.
+            if self.params.kv_type == KvType::F16 {
+                for x in q[..n * q_dim].iter_mut() {
+                    *x = crate::quant::f16_to_f32(crate::quant::f32_to_f16(*x));
+                }
+            }
             // Store K and V rows of this batch in the cache.
             for r in 0..n {
                 for h in 0..hp.n_kv_heads as usize {
@@ -665,7 +674,10 @@ fn attention(
 }
 
 /// Attention of the `group` query heads in `q_row` sharing KV head `kv_head`
-/// over the first `n_keys` cached tokens.
+/// over the first `n_keys` cached tokens: per head, the scores of a page's
+/// keys, then [`Kernels::kv_attend`] streams them, key by key, into the
+/// head's running softmax state and output (llama.cpp's one-row flash
+/// attention).
 #[allow(clippy::too_many_arguments)]
 fn attend_one(
     k: &Kernels,
@@ -683,11 +695,12 @@ fn attend_one(
     group: usize,
     scale: f32,
 ) -> Result<()> {
+    // Per head: `page_tokens` scores, `head_dim` accumulators, max, sum.
     let per_head = page_tokens + head_dim + 2;
     for h in 0..group {
         let st = &mut slot[h * per_head..(h + 1) * per_head];
         st[page_tokens..].fill(0.0);
-        st[page_tokens + head_dim] = f32::NEG_INFINITY; // running max
+        st[page_tokens + head_dim] = f32::NEG_INFINITY;
     }
     let n_pages = n_keys.div_ceil(page_tokens);
     for page in 0..n_pages {
@@ -706,39 +719,28 @@ fn attend_one(
                 row_bytes,
                 scores,
             )?;
-            let mut page_max = f32::NEG_INFINITY;
             for s in scores.iter_mut() {
                 *s *= scale;
-                page_max = page_max.max(*s);
             }
-            let m_old = ml[0];
-            let m_new = m_old.max(page_max);
-            let correction = libm::expf(m_old - m_new);
-            let mut sum = 0.0f32;
-            for s in scores.iter_mut() {
-                *s = libm::expf(*s - m_new);
-                sum += *s;
-            }
-            ml[1] = ml[1] * correction + sum;
-            if correction != 1.0 {
-                for a in acc.iter_mut() {
-                    *a *= correction;
-                }
-            }
-            k.kv_accumulate(kv_type, scores, values, row_bytes, acc)?;
-            ml[0] = m_new;
+            let mut state = SoftmaxState {
+                max: ml[0],
+                sum: ml[1],
+            };
+            k.kv_attend(kv_type, scores, values, row_bytes, &mut state, acc)?;
+            ml[0] = state.max;
+            ml[1] = state.sum;
         }
     }
     for h in 0..group {
         let st = &slot[h * per_head..(h + 1) * per_head];
-        let l = st[page_tokens + head_dim + 1];
-        let inv = if l > 0.0 { 1.0 / l } else { 0.0 };
-        for (d, a) in dst[h * head_dim..(h + 1) * head_dim]
-            .iter_mut()
-            .zip(&st[page_tokens..page_tokens + head_dim])
-        {
-            *d = a * inv;
-        }
+        let state = SoftmaxState {
+            max: st[page_tokens + head_dim],
+            sum: st[page_tokens + head_dim + 1],
+        };
+        state.normalize(
+            &st[page_tokens..page_tokens + head_dim],
+            &mut dst[h * head_dim..(h + 1) * head_dim],
+        );
     }
     Ok(())
 }

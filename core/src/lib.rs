@@ -27,6 +27,7 @@ pub mod fmt_util;
 pub mod gguf;
 pub mod kernels;
 pub mod kv;
+pub mod math;
 pub mod mem;
 pub mod model;
 pub mod parallel;

@@ -3,9 +3,7 @@
 use std::io::Write;
 use std::process::{Command, Stdio};
 
-use arenalm_tests::{
-    arenalm_bin, model_q4_1, model_q8_0, noise_floor, reference, root, run, run_ok,
-};
+use arenalm_tests::{arenalm_bin, model_q4_1, model_q8_0, reference, root, run, run_ok};
 
 fn q4() -> String {
     model_q4_1().to_str().unwrap().to_string()
@@ -246,31 +244,20 @@ fn perplexity(model: &std::path::Path) -> f64 {
         .unwrap()
 }
 
-/// Within 0.5% of llama.cpp, or within 1.25x of how far llama.cpp's own
-/// flash-attention-off path lands from its reference (tests/data, measured
-/// with llama.cpp: Q8_0 16.0196 -> 15.8788, -0.88%), whichever is larger;
-/// reference_logits.rs explains why the model's rounding noise is this big.
+/// Within 0.5% of llama.cpp, the issue's bound. (Not bit-exact: llama.cpp
+/// evaluates 512-token batches with its tiled flash attention, whose
+/// rounding differs from the one-row attention arenalm reproduces.)
 #[test]
-fn perplexity_is_as_close_to_llama_cpp_as_llama_cpp_is_to_itself() {
-    let floor = noise_floor();
-    let self_distance = ["q4_1", "q8_0"]
-        .iter()
-        .map(|m| {
-            let p = &floor[m]["perplexity"];
-            let on = p["flash_attn_on"].as_f64().unwrap();
-            ((p["flash_attn_off"].as_f64().unwrap() - on) / on).abs()
-        })
-        .fold(0.0, f64::max);
-    let bound = ISSUE_PPL_BOUND.max(1.25 * self_distance);
+fn perplexity_is_within_half_a_percent_of_llama_cpp() {
+    let bound = ISSUE_PPL_BOUND;
     for (model, want) in [(model_q8_0(), PPL_Q8_0), (model_q4_1(), PPL_Q4_1)] {
         let ppl = perplexity(&model);
         let rel = (ppl - want).abs() / want;
         eprintln!(
-            "{}: PPL {ppl:.4} vs llama.cpp {want} ({:+.3}%; bound {:.3}%, issue {:.1}%)",
+            "{}: PPL {ppl:.4} vs llama.cpp {want} ({:+.3}%; bound {:.1}%)",
             model.display(),
             (ppl - want) / want * 100.0,
-            bound * 100.0,
-            ISSUE_PPL_BOUND * 100.0
+            bound * 100.0
         );
         assert!(
             rel <= bound,

@@ -196,9 +196,19 @@ impl<const DOT: bool> Isa for Neon<DOT> {
         unsafe { kv_scores(ty, q, k, stride, out) }
     }
 
-    fn kv_accumulate(&self, ty: KvType, p: &[f32], v: &[u8], stride: usize, acc: &mut [f32]) {
-        // SAFETY: as in `flt_1x1`.
-        unsafe { kv_accumulate(ty, p, v, stride, acc) }
+    fn kv_scale(&self, ty: KvType, acc: &mut [f32], m: f32) {
+        // SAFETY: `Neon` exists only where NEON is available.
+        unsafe { kv_scale(ty, acc, m) }
+    }
+
+    fn kv_mad(&self, ty: KvType, row: &[u8], w: f32, acc: &mut [f32]) {
+        // SAFETY: as above.
+        unsafe { kv_mad(ty, row, w, acc) }
+    }
+
+    fn expf(&self, x: f32) -> f32 {
+        // SAFETY: `Neon` exists only where NEON is available.
+        unsafe { expf_fma(x) }
     }
 
     fn kv_store_f16(&self, x: &[f32], out: &mut [u8]) {
@@ -857,72 +867,83 @@ unsafe fn kv_load4(ty: KvType, row: *const u8, i: usize) -> float32x4_t {
     }
 }
 
-/// `acc = acc + p[t] * V_t` per element in order of `t`, exactly as the
-/// scalar reference, 4 elements at a time, 64 held in registers.
+/// [`crate::math::expf`] with `fmadd` for its fused multiply-adds.
+///
+/// # Safety
+///
+/// None beyond NEON.
+#[target_feature(enable = "neon")]
+unsafe fn expf_fma(x: f32) -> f32 {
+    crate::math::expf_with(x, |a, b, c| {
+        vget_lane_f64::<0>(vfma_f64(vdup_n_f64(c), vdup_n_f64(a), vdup_n_f64(b)))
+    })
+}
+
+/// Rounds 4 lanes to f16 (nearest even) and back, as ggml's F16
+/// accumulator stores and reloads them.
+#[inline(always)]
+fn round_f16x4(x: float32x4_t) -> float32x4_t {
+    f16x4_to_f32(f32x4_to_f16(x))
+}
+
+/// [`super::matmul::Isa::kv_scale`]: 4 elements at a time, the tail as the
+/// scalar reference.
 ///
 /// # Safety
 ///
 /// None beyond NEON (slices are checked).
 #[target_feature(enable = "neon")]
-unsafe fn kv_accumulate(ty: KvType, p: &[f32], v: &[u8], stride: usize, acc: &mut [f32]) {
+unsafe fn kv_scale(ty: KvType, acc: &mut [f32], m: f32) {
+    let mut chunks = acc.chunks_exact_mut(4);
+    for c in &mut chunks {
+        // SAFETY: `c` is 4 f32.
+        unsafe {
+            let mut a = vmulq_f32(vld1q_f32(c.as_ptr()), vdupq_n_f32(m));
+            if ty == KvType::F16 {
+                a = round_f16x4(a);
+            }
+            vst1q_f32(c.as_mut_ptr(), a);
+        }
+    }
+    for a in chunks.into_remainder() {
+        *a = super::scalar::kv_round(ty, *a * m);
+    }
+}
+
+/// [`super::matmul::Isa::kv_mad`]: 4 elements at a time with `fmla`, the
+/// tail as the scalar reference.
+///
+/// # Safety
+///
+/// None beyond NEON (slices are checked).
+#[target_feature(enable = "neon")]
+unsafe fn kv_mad(ty: KvType, row: &[u8], w: f32, acc: &mut [f32]) {
     let dim = acc.len();
-    let Some(row_bytes) = ty.row_bytes(dim) else {
-        return;
-    };
-    let rows_ok = p.is_empty()
-        || (p.len() - 1)
-            .checked_mul(stride)
-            .and_then(|e| e.checked_add(row_bytes))
-            .is_some_and(|end| end <= v.len());
-    if !rows_ok {
+    if ty.row_bytes(dim).is_none_or(|need| row.len() < need) {
         return;
     }
     let full = dim / 4 * 4;
-    let mut i0 = 0;
-    while i0 < full {
-        if full - i0 >= 64 {
-            // SAFETY: i0 + 64 <= acc.len().
-            let mut a: [float32x4_t; 16] =
-                core::array::from_fn(|c| unsafe { vld1q_f32(acc.as_ptr().add(i0 + 4 * c)) });
-            for (t, pt) in p.iter().enumerate() {
-                let pv = vdupq_n_f32(*pt);
-                // SAFETY: row t is in bounds (checked above).
-                let row = unsafe { v.as_ptr().add(t * stride) };
-                for (c, ac) in a.iter_mut().enumerate() {
-                    // SAFETY: values i0 + 4c .. + 4 are in the row.
-                    let vv = unsafe { kv_load4(ty, row, i0 + 4 * c) };
-                    *ac = vaddq_f32(*ac, vmulq_f32(pv, vv));
-                }
+    for i in (0..full).step_by(4) {
+        // SAFETY: values i..i + 4 are in the row (its length was checked
+        // above) and in `acc` (i + 4 <= full <= dim).
+        unsafe {
+            let v = kv_load4(ty, row.as_ptr(), i);
+            let p = acc.as_mut_ptr().add(i);
+            let mut a = vfmaq_f32(vld1q_f32(p), v, vdupq_n_f32(w));
+            if ty == KvType::F16 {
+                a = round_f16x4(a);
             }
-            for (c, ac) in a.iter().enumerate() {
-                // SAFETY: as for the loads.
-                unsafe { vst1q_f32(acc.as_mut_ptr().add(i0 + 4 * c), *ac) };
-            }
-            i0 += 64;
-        } else {
-            // SAFETY: i0 + 4 <= acc.len().
-            let mut a = unsafe { vld1q_f32(acc.as_ptr().add(i0)) };
-            for (t, pt) in p.iter().enumerate() {
-                // SAFETY: row t holds values i0..i0 + 4.
-                let vv = unsafe { kv_load4(ty, v.as_ptr().add(t * stride), i0) };
-                a = vaddq_f32(a, vmulq_f32(vdupq_n_f32(*pt), vv));
-            }
-            // SAFETY: as for the load.
-            unsafe { vst1q_f32(acc.as_mut_ptr().add(i0), a) };
-            i0 += 4;
+            vst1q_f32(p, a);
         }
     }
     if full < dim {
-        for (t, pt) in p.iter().enumerate() {
-            let row = v.get(t * stride..).unwrap_or(&[]);
-            super::scalar::for_each_kv_value(ty, row, dim, |i, vi| {
-                if i >= full {
-                    if let Some(a) = acc.get_mut(i) {
-                        *a += pt * vi;
-                    }
+        super::scalar::for_each_kv_value(ty, row, dim, |i, vi| {
+            if i >= full {
+                if let Some(a) = acc.get_mut(i) {
+                    *a = super::scalar::kv_round(ty, super::scalar::fmaf(vi, w, *a));
                 }
-            });
-        }
+            }
+        });
     }
 }
 

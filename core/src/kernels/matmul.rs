@@ -149,8 +149,21 @@ pub(crate) trait Isa: Sync {
     /// See [`super::Kernels::kv_scores`]; lengths already checked.
     fn kv_scores(&self, ty: KvType, q: &[f32], k: &[u8], stride: usize, out: &mut [f32]);
 
-    /// See [`super::Kernels::kv_accumulate`]; lengths already checked.
-    fn kv_accumulate(&self, ty: KvType, p: &[f32], v: &[u8], stride: usize, acc: &mut [f32]);
+    /// `acc[i] = acc[i] * m` for every element, rounded to f16 when `ty` is
+    /// F16 (ggml's `ggml_vec_scale_f16` / `_f32`).
+    fn kv_scale(&self, ty: KvType, acc: &mut [f32], m: f32);
+
+    /// `acc[i] = fma(v_i, w, acc[i])` for the `acc.len()` values `v_i` of
+    /// the KV row `row` (Q8_0 values are `f32(d) * q`), rounded to f16 when
+    /// `ty` is F16 (ggml's `ggml_vec_mad_f16` / `_f32`). The row holds at
+    /// least `ty.row_bytes(acc.len())` bytes (checked by the caller).
+    fn kv_mad(&self, ty: KvType, row: &[u8], w: f32, acc: &mut [f32]);
+
+    /// [`crate::math::expf`] (glibc's `expf` bits) with the CPU's fused
+    /// multiply-add where it has one.
+    fn expf(&self, x: f32) -> f32 {
+        crate::math::expf(x)
+    }
 
     /// Rounds `x` to binary16 (nearest even) into `out` (2 bytes a value).
     fn kv_store_f16(&self, x: &[f32], out: &mut [u8]);

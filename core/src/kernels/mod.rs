@@ -81,6 +81,7 @@ mod tests;
 use crate::gguf::GgmlType;
 use crate::parallel::Parallel;
 use crate::{Error, Result};
+pub(crate) use scalar::fmaf;
 
 /// A family of kernel bodies. Each needs some CPU features; see
 /// [`CpuFeatures::supports`].
@@ -326,6 +327,41 @@ const fn bad(what: &'static str) -> Error {
     Error::InvalidArgument { what }
 }
 
+/// The running state of one query head's online softmax
+/// ([`Kernels::kv_attend`]).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct SoftmaxState {
+    /// The largest score seen so far (`-inf` before the first key).
+    pub max: f32,
+    /// The sum over the keys seen of `exp(score - max)`.
+    pub sum: f32,
+}
+
+impl SoftmaxState {
+    /// The state before any key: `max = -inf`, `sum = 0`.
+    pub const fn new() -> Self {
+        Self {
+            max: f32::NEG_INFINITY,
+            sum: 0.0,
+        }
+    }
+
+    /// `out[d] = acc[d] * (1 / sum)` (0 when no key was seen): the
+    /// attention output, multiplied by the reciprocal as ggml does.
+    pub fn normalize(&self, acc: &[f32], out: &mut [f32]) {
+        let inv = if self.sum == 0.0 { 0.0 } else { 1.0 / self.sum };
+        for (o, a) in out.iter_mut().zip(acc) {
+            *o = a * inv;
+        }
+    }
+}
+
+impl Default for SoftmaxState {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 /// `n` rows of `row_bytes` at `stride` fit in `len` bytes.
 fn rows_fit(n: usize, row_bytes: usize, stride: usize, len: usize) -> Result<()> {
     if n == 0 {
@@ -451,25 +487,59 @@ impl Kernels {
         Ok(())
     }
 
-    /// `acc += sum_t p[t] * V_t` for `t` in `0..p.len()`, where `V_t` is the
-    /// row of `acc.len()` values of `ty` at byte offset `t * stride` of `v`.
+    /// Streams the keys of one KV page into one query head's attention:
+    /// llama.cpp's one-row flash attention (`flash_attn_ext`), key by key.
     ///
-    /// Each element is updated `acc = acc + p[t] * v` in order of `t` (a
-    /// multiply and an add, not fused), so every path gives identical
-    /// results.
-    pub fn kv_accumulate(
+    /// `scores[t]` is the scaled score of key `t`, whose value row `V_t`
+    /// (`acc.len()` values of `ty`) sits at byte offset `t * stride` of `v`.
+    /// `state` and `acc` carry the running maximum, the running sum and the
+    /// unnormalized output across pages; start with [`SoftmaxState::new`]
+    /// and zeros, and finish with [`SoftmaxState::normalize`]. For each key,
+    /// in order:
+    ///
+    /// ```text
+    /// if s > max:  ms = expf(max - s); max = s; acc = acc * ms; vs = 1
+    /// else:        ms = 1;             vs = expf(s - max)
+    /// acc = fma(V_t, vs, acc)                        (element-wise)
+    /// sum = fma(sum, ms, vs)
+    /// ```
+    ///
+    /// With an F16 cache `acc` holds f16 values: both `acc` updates round
+    /// to f16, as ggml's F16 accumulator does. Every path computes the same
+    /// bits (`expf` is [`crate::math::expf`] on every path).
+    pub fn kv_attend(
         &self,
         ty: KvType,
-        p: &[f32],
+        scores: &[f32],
         v: &[u8],
         stride: usize,
+        state: &mut SoftmaxState,
         acc: &mut [f32],
     ) -> Result<()> {
         let row = ty.row_bytes(acc.len()).ok_or(bad(
-            "kv_accumulate: head dimension is not a whole number of blocks",
+            "kv_attend: head dimension is not a whole number of blocks",
         ))?;
-        rows_fit(p.len(), row, stride, v.len())?;
-        self.with_isa(|isa| isa.kv_accumulate(ty, p, v, stride, acc));
+        rows_fit(scores.len(), row, stride, v.len())?;
+        self.with_isa(|isa| {
+            for (t, &s) in scores.iter().enumerate() {
+                let Some(v_t) = t
+                    .checked_mul(stride)
+                    .and_then(|o| v.get(o..o.checked_add(row)?))
+                else {
+                    return;
+                };
+                let (ms, vs) = if s > state.max {
+                    let ms = isa.expf(state.max - s);
+                    state.max = s;
+                    isa.kv_scale(ty, acc, ms);
+                    (ms, 1.0)
+                } else {
+                    (1.0, isa.expf(s - state.max))
+                };
+                isa.kv_mad(ty, v_t, vs, acc);
+                state.sum = scalar::fmaf(state.sum, ms, vs);
+            }
+        });
         Ok(())
     }
 

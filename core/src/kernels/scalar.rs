@@ -217,16 +217,19 @@ impl Isa for Scalar {
         }
     }
 
-    fn kv_accumulate(&self, ty: KvType, p: &[f32], v: &[u8], stride: usize, acc: &mut [f32]) {
-        for (t, pt) in p.iter().enumerate() {
-            let row = v.get(t.saturating_mul(stride)..).unwrap_or(&[]);
-            let n = acc.len();
-            for_each_kv_value(ty, row, n, |i, vi| {
-                if let Some(a) = acc.get_mut(i) {
-                    *a += pt * vi;
-                }
-            });
+    fn kv_scale(&self, ty: KvType, acc: &mut [f32], m: f32) {
+        for a in acc.iter_mut() {
+            *a = kv_round(ty, *a * m);
         }
+    }
+
+    fn kv_mad(&self, ty: KvType, row: &[u8], w: f32, acc: &mut [f32]) {
+        let n = acc.len();
+        for_each_kv_value(ty, row, n, |i, vi| {
+            if let Some(a) = acc.get_mut(i) {
+                *a = kv_round(ty, fmaf(vi, w, *a));
+            }
+        });
     }
 
     fn kv_store_f16(&self, x: &[f32], out: &mut [u8]) {
@@ -259,5 +262,15 @@ pub(crate) fn for_each_kv_value(ty: KvType, row: &[u8], n: usize, mut f: impl Fn
                 }
             }
         }
+    }
+}
+
+/// An attention accumulator value as the cache type keeps it: rounded to
+/// f16 (nearest even) for an F16 cache, unchanged otherwise.
+#[inline]
+pub(crate) fn kv_round(ty: KvType, x: f32) -> f32 {
+    match ty {
+        KvType::F16 => f16_to_f32(f32_to_f16(x)),
+        KvType::F32 | KvType::Q8_0 => x,
     }
 }

@@ -3,7 +3,7 @@
 //!
 //! Bounds (u = 2^-24, the f32 unit roundoff):
 //! * Every operation is **bit-identical** on every path: integer matmul,
-//!   `quantize_act`, `kv_accumulate`, `kv_store` (exact integer block sums;
+//!   `quantize_act`, `kv_attend`, `kv_store` (exact integer block sums;
 //!   the same f32 roundings in the same order), and the float dot products
 //!   of the float matmul and `kv_scores` (docs/numerics.md's canonical
 //!   order, checked against a transcription with std's `mul_add`).
@@ -564,18 +564,26 @@ fn kv_ops_refuse_bad_lengths() {
         .is_err());
     assert!(k.kv_scores(KvType::F16, &q, &[], 128, &mut []).is_ok());
     let mut acc = [0f32; 64];
+    let mut st = SoftmaxState::new();
     assert!(k
-        .kv_accumulate(KvType::F16, &[0.5; 4], &cache, 128, &mut acc)
+        .kv_attend(KvType::F16, &[0.5; 4], &cache, 128, &mut st, &mut acc)
         .is_ok());
     let f32_cache = [0u8; 3 * 256];
     assert!(k
-        .kv_accumulate(KvType::F32, &[0.5; 4], &f32_cache, 256, &mut acc)
+        .kv_attend(KvType::F32, &[0.5; 4], &f32_cache, 256, &mut st, &mut acc)
         .is_err());
     assert!(k
-        .kv_accumulate(KvType::F32, &[0.5; 3], &f32_cache, 256, &mut acc)
+        .kv_attend(KvType::F32, &[0.5; 3], &f32_cache, 256, &mut st, &mut acc)
         .is_ok());
     assert!(k
-        .kv_accumulate(KvType::F32, &[0.5; 3], &f32_cache[..767], 256, &mut acc)
+        .kv_attend(
+            KvType::F32,
+            &[0.5; 3],
+            &f32_cache[..767],
+            256,
+            &mut st,
+            &mut acc
+        )
         .is_err());
     let mut out = [0u8; 128];
     assert!(k.kv_store(KvType::F16, &q, &mut out).is_ok());
@@ -1336,10 +1344,13 @@ fn kv_rows(rng: &mut Rng, ty: KvType, dim: usize, n: usize, stride: usize) -> Ve
     out
 }
 
+/// `kv_attend` on every path equals a transcription of llama.cpp's one-row
+/// flash attention update (f16 accumulator for an F16 cache, std's
+/// `mul_add` for the fused operations), bit for bit, over several pages.
 #[test]
-fn kv_accumulate_matches_scalar() {
+fn kv_attend_follows_llama_cpp_on_every_path() {
     let mut rng = Rng(29);
-    let scalar = Kernels::scalar();
+    let f16r = |x: f32| crate::quant::f16_to_f32(crate::quant::f32_to_f16(x));
     for ty in [KvType::F16, KvType::Q8_0, KvType::F32] {
         for dim in [32, 64, 96, 128, 72, 8, 3] {
             if ty.row_bytes(dim).is_none() {
@@ -1348,20 +1359,71 @@ fn kv_accumulate_matches_scalar() {
             let n = 13;
             let stride = ty.row_bytes(dim).unwrap() + 6; // rows need not be packed
             let cache = kv_rows(&mut rng, ty, dim, n, stride);
-            let p: Vec<f32> = (0..n).map(|_| rng.unit().abs()).collect();
-            let mut want_a: Vec<f32> = (0..dim).map(|i| i as f32 * 0.25).collect();
-            let start = want_a.clone();
-            scalar
-                .kv_accumulate(ty, &p, &cache, stride, &mut want_a)
-                .unwrap();
+            // Scores that rise, fall and repeat, so both branches run.
+            let scores: Vec<f32> = (0..n).map(|t| rng.unit() * 4.0 + (t % 5) as f32).collect();
+            let values: Vec<Vec<f32>> = (0..n)
+                .map(|t| {
+                    let mut v = vec![0f32; dim];
+                    super::scalar::for_each_kv_value(ty, &cache[t * stride..], dim, |i, x| {
+                        v[i] = x
+                    });
+                    v
+                })
+                .collect();
+            // The transcription.
+            let round = |x: f32| if ty == KvType::F16 { f16r(x) } else { x };
+            let (mut m, mut l) = (f32::NEG_INFINITY, 0f32);
+            let mut want = vec![0f32; dim];
+            for (t, &s) in scores.iter().enumerate() {
+                let (ms, vs);
+                if s > m {
+                    ms = crate::math::expf(m - s);
+                    m = s;
+                    for a in want.iter_mut() {
+                        *a = round(*a * ms);
+                    }
+                    vs = 1.0;
+                } else {
+                    ms = 1.0;
+                    vs = crate::math::expf(s - m);
+                }
+                for (a, v) in want.iter_mut().zip(&values[t]) {
+                    *a = round(v.mul_add(vs, *a));
+                }
+                l = l.mul_add(ms, vs);
+            }
+            let _ = (m, l);
             for path in paths() {
                 let k = kernels(path);
-                let mut a = start.clone();
-                k.kv_accumulate(ty, &p, &cache, stride, &mut a).unwrap();
+                let mut st = SoftmaxState::new();
+                let mut acc = vec![0f32; dim];
+                // In two pages, as the engine streams them.
+                let split = 5;
+                k.kv_attend(ty, &scores[..split], &cache, stride, &mut st, &mut acc)
+                    .unwrap();
+                k.kv_attend(
+                    ty,
+                    &scores[split..],
+                    &cache[split * stride..],
+                    stride,
+                    &mut st,
+                    &mut acc,
+                )
+                .unwrap();
                 assert!(
-                    same_bits(&a, &want_a),
+                    same_bits(&acc, &want),
                     "{path} {ty:?} dim {dim}: {}",
-                    first_difference(&a, &want_a)
+                    first_difference(&acc, &want)
+                );
+                assert_eq!(
+                    st.max.to_bits(),
+                    m.to_bits(),
+                    "{path} {ty:?} dim {dim}: max"
+                );
+                assert_eq!(
+                    st.sum.to_bits(),
+                    l.to_bits(),
+                    "{path} {ty:?} dim {dim}: sum"
                 );
             }
         }

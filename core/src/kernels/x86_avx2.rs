@@ -161,9 +161,19 @@ impl Isa for Avx2 {
         unsafe { kv_scores(ty, q, k, stride, out) }
     }
 
-    fn kv_accumulate(&self, ty: KvType, p: &[f32], v: &[u8], stride: usize, acc: &mut [f32]) {
+    fn kv_scale(&self, ty: KvType, acc: &mut [f32], m: f32) {
+        // SAFETY: `Avx2` exists only where AVX2, FMA and F16C are available.
+        unsafe { kv_scale(ty, acc, m) }
+    }
+
+    fn kv_mad(&self, ty: KvType, row: &[u8], w: f32, acc: &mut [f32]) {
+        // SAFETY: as above.
+        unsafe { kv_mad(ty, row, w, acc) }
+    }
+
+    fn expf(&self, x: f32) -> f32 {
         // SAFETY: as in `int_1x1`.
-        unsafe { kv_accumulate(ty, p, v, stride, acc) }
+        unsafe { expf_fma(x) }
     }
 
     fn kv_store_f16(&self, x: &[f32], out: &mut [u8]) {
@@ -770,74 +780,76 @@ unsafe fn kv_load8(ty: KvType, row: *const u8, i: usize) -> __m256 {
     }
 }
 
-/// `acc = acc + p[t] * V_t` per element, in order of `t`: the scalar
-/// reference's exact sequence, 8 elements at a time, 64 elements held in
-/// registers across all rows.
+/// [`crate::math::expf`] with `vfmadd` for its fused multiply-adds.
 #[target_feature(enable = "avx2,fma,f16c")]
-fn kv_accumulate(ty: KvType, p: &[f32], v: &[u8], stride: usize, acc: &mut [f32]) {
+fn expf_fma(x: f32) -> f32 {
+    crate::math::expf_with(x, |a, b, c| {
+        _mm_cvtsd_f64(_mm_fmadd_sd(_mm_set_sd(a), _mm_set_sd(b), _mm_set_sd(c)))
+    })
+}
+
+/// Rounds 8 lanes to f16 (nearest even) and back, as ggml's F16
+/// accumulator stores and reloads them.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+fn round_f16x8(x: __m256) -> __m256 {
+    _mm256_cvtph_ps(_mm256_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(x))
+}
+
+/// [`super::matmul::Isa::kv_scale`]: 8 elements at a time, the tail as
+/// the scalar reference.
+#[target_feature(enable = "avx2,fma,f16c")]
+fn kv_scale(ty: KvType, acc: &mut [f32], m: f32) {
+    let mv = _mm256_set1_ps(m);
+    let mut chunks = acc.chunks_exact_mut(8);
+    for c in &mut chunks {
+        // SAFETY: `c` is 8 f32.
+        unsafe {
+            let mut a = _mm256_mul_ps(_mm256_loadu_ps(c.as_ptr()), mv);
+            if ty == KvType::F16 {
+                a = round_f16x8(a);
+            }
+            _mm256_storeu_ps(c.as_mut_ptr(), a);
+        }
+    }
+    for a in chunks.into_remainder() {
+        *a = super::scalar::kv_round(ty, *a * m);
+    }
+}
+
+/// [`super::matmul::Isa::kv_mad`]: 8 elements at a time with `vfmadd`,
+/// the tail as the scalar reference.
+#[target_feature(enable = "avx2,fma,f16c")]
+fn kv_mad(ty: KvType, row: &[u8], w: f32, acc: &mut [f32]) {
     let dim = acc.len();
-    let Some(row_bytes) = ty.row_bytes(dim) else {
-        return;
-    };
-    let rows_ok = p.is_empty()
-        || (p.len() - 1)
-            .checked_mul(stride)
-            .and_then(|e| e.checked_add(row_bytes))
-            .is_some_and(|end| end <= v.len());
-    if !rows_ok {
+    if ty.row_bytes(dim).is_none_or(|need| row.len() < need) {
         return;
     }
+    let wv = _mm256_set1_ps(w);
     let full = dim / 8 * 8;
-    let mut i0 = 0;
-    while i0 < full {
-        let chunks = ((full - i0) / 8).min(8);
-        if chunks == 8 {
-            // SAFETY: i0 + 64 <= full <= acc.len().
-            let mut a: [__m256; 8] =
-                core::array::from_fn(|c| unsafe { _mm256_loadu_ps(acc.as_ptr().add(i0 + 8 * c)) });
-            for (t, pt) in p.iter().enumerate() {
-                let pv = _mm256_set1_ps(*pt);
-                // SAFETY: row t is in bounds (checked above) and holds `dim`
-                // values; i0 + 64 <= dim.
-                let row = unsafe { v.as_ptr().add(t * stride) };
-                for (c, ac) in a.iter_mut().enumerate() {
-                    // SAFETY: values i0 + 8c .. i0 + 8c + 8 are in the row.
-                    let vv = unsafe { kv_load8(ty, row, i0 + 8 * c) };
-                    *ac = _mm256_add_ps(*ac, _mm256_mul_ps(pv, vv));
-                }
+    for i in (0..full).step_by(8) {
+        // SAFETY: values i..i + 8 are in the row (its length was checked
+        // above) and in `acc` (i + 8 <= full <= dim).
+        unsafe {
+            let v = kv_load8(ty, row.as_ptr(), i);
+            let p = acc.as_mut_ptr().add(i);
+            let mut a = _mm256_fmadd_ps(v, wv, _mm256_loadu_ps(p));
+            if ty == KvType::F16 {
+                a = round_f16x8(a);
             }
-            for (c, ac) in a.iter().enumerate() {
-                // SAFETY: as for the loads.
-                unsafe { _mm256_storeu_ps(acc.as_mut_ptr().add(i0 + 8 * c), *ac) };
-            }
-        } else {
-            // SAFETY: i0 + 8 <= full.
-            let mut a = unsafe { _mm256_loadu_ps(acc.as_ptr().add(i0)) };
-            for (t, pt) in p.iter().enumerate() {
-                // SAFETY: as above, for 8 values.
-                let vv = unsafe { kv_load8(ty, v.as_ptr().add(t * stride), i0) };
-                a = _mm256_add_ps(a, _mm256_mul_ps(_mm256_set1_ps(*pt), vv));
-            }
-            // SAFETY: as for the load.
-            unsafe { _mm256_storeu_ps(acc.as_mut_ptr().add(i0), a) };
-            i0 += 8;
-            continue;
+            _mm256_storeu_ps(p, a);
         }
-        i0 += 64;
     }
     if full < dim {
         // The last `dim % 8` values (F16 / F32 only: Q8_0 rows are whole
         // blocks), exactly as the scalar reference.
-        for (t, pt) in p.iter().enumerate() {
-            let row = v.get(t * stride..).unwrap_or(&[]);
-            super::scalar::for_each_kv_value(ty, row, dim, |i, vi| {
-                if i >= full {
-                    if let Some(a) = acc.get_mut(i) {
-                        *a += pt * vi;
-                    }
+        super::scalar::for_each_kv_value(ty, row, dim, |i, vi| {
+            if i >= full {
+                if let Some(a) = acc.get_mut(i) {
+                    *a = super::scalar::kv_round(ty, super::scalar::fmaf(vi, w, *a));
                 }
-            });
-        }
+            }
+        });
     }
 }
 

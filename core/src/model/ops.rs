@@ -85,8 +85,8 @@ impl Rope {
         for i in 0..half {
             let ff = freq_factors.map(|f| f32_at(f, i)).unwrap_or(1.0);
             let angle = self.freq_scale * (theta / ff);
-            cos[i] = libm::cosf(angle);
-            sin[i] = libm::sinf(angle);
+            cos[i] = crate::math::cosf(angle);
+            sin[i] = crate::math::sinf(angle);
             theta *= self.theta_scale;
         }
         Ok(())
@@ -106,17 +106,60 @@ impl Rope {
                     break;
                 }
                 let (x0, x1) = (head[a], head[b]);
-                head[a] = x0 * cos[i] - x1 * sin[i];
-                head[b] = x0 * sin[i] + x1 * cos[i];
+                // ggml's `x0*cos - x1*sin` and `x0*sin + x1*cos`, as GCC
+                // contracts them with FMA: the first product fused.
+                head[a] = crate::kernels::fmaf(x0, cos[i], -(x1 * sin[i]));
+                head[b] = crate::kernels::fmaf(x0, sin[i], x1 * cos[i]);
             }
         }
     }
 }
 
-/// `gate = silu(gate) * up`, element-wise (`silu(g) = g / (1 + e^-g)`).
+/// `gate = silu(gate) * up`, element-wise: `(g / (1 + exp(-g))) * u` with
+/// [`ggml_expf`], rounded step by step as ggml's `ggml_vec_swiglu_f32`.
 pub fn swiglu(gate: &mut [f32], up: &[f32]) {
     for (g, &u) in gate.iter_mut().zip(up) {
-        *g = *g / (1.0 + libm::expf(-*g)) * u;
+        *g = *g / (1.0 + ggml_expf(-*g)) * u;
+    }
+}
+
+/// `e^x` as ggml's vector `ggml_v_expf` computes it on AVX2 and NEON (a
+/// routine adapted from Arm's optimized routines: at most 1.95 ulp from
+/// `e^x`; beyond about 88.38 it gives infinity, below about -103.97 zero).
+/// ggml computes SiLU with it, and the model's activations at a sequence's
+/// first positions are sensitive enough that a differently rounded `exp`
+/// shows in the logits, so arenalm computes the same bits, lane by lane.
+pub fn ggml_expf(x: f32) -> f32 {
+    use crate::kernels::fmaf;
+    let c = |bits: u32| f32::from_bits(bits);
+    let shift = c(0x4b40_0000); // 0x1.8p23: rounds x / ln 2 to an integer
+    let z = fmaf(x, c(0x3fb8_aa3b), shift); // 0x1.715476p+0 = 1 / ln 2
+    let n = z - shift;
+    // b = x - n * ln 2, ln 2 split as 0x1.62e4p-1 + 0x1.7f7d1cp-20.
+    let b = fmaf(-n, c(0x35bf_be8e), fmaf(-n, c(0x3f31_7200), x));
+    let e = z.to_bits().wrapping_shl(23);
+    let k = f32::from_bits(e.wrapping_add(1.0f32.to_bits())); // 2^n
+    let u = b * b;
+    let j = fmaf(
+        fmaf(
+            fmaf(c(0x3c07_2010), b, c(0x3d2b_9f17)),
+            u,
+            fmaf(c(0x3e2a_af33), b, c(0x3eff_fedb)),
+        ),
+        u,
+        c(0x3f7f_fff6) * b,
+    ); // e^b - 1
+    if n.abs() <= 126.0 || n.is_nan() {
+        return fmaf(k, j, k);
+    }
+    // 2^n out of f32's normal exponent range: scale in two steps.
+    let g: u32 = if n <= 0.0 { 0x8200_0000 } else { 0 };
+    let s1 = f32::from_bits(g.wrapping_add(0x7f00_0000));
+    let s2 = f32::from_bits(e.wrapping_sub(g));
+    if n.abs() > 192.0 {
+        s1 * s1
+    } else {
+        fmaf(s2, j, s2) * s1
     }
 }
 
