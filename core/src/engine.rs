@@ -10,7 +10,7 @@ use crate::error::{Error, Result, TokenizerError};
 use crate::kernels::{
     act_format, Act, ActFormat, CpuFeatures, KernelPath, Kernels, Matrix, SoftmaxState,
 };
-use crate::kv::{KvCache, KvGeometry, KvType};
+use crate::kv::{KvCache, KvGeometry};
 use crate::mem::plan::{self, attn_slot_per_head, MemoryPlan, PlanParams};
 use crate::mem::Arena;
 use crate::model::ops::{add_assign, add_bias, rmsnorm, swiglu, Rope};
@@ -435,10 +435,8 @@ impl<'a> Engine<'a> {
             }
             // llama.cpp's flash attention takes the query in the keys'
             // dot-product type: f16 for an F16 cache.
-            if self.params.kv_type == KvType::F16 {
-                for x in q[..n * q_dim].iter_mut() {
-                    *x = crate::quant::f16_to_f32(crate::quant::f32_to_f16(*x));
-                }
+            for x in q[..n * q_dim].iter_mut() {
+                *x = crate::kernels::kv_round(self.params.kv_type, *x);
             }
             // Store K and V rows of this batch in the cache.
             for r in 0..n {

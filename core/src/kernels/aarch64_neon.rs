@@ -936,15 +936,7 @@ unsafe fn kv_mad(ty: KvType, row: &[u8], w: f32, acc: &mut [f32]) {
             vst1q_f32(p, a);
         }
     }
-    if full < dim {
-        super::scalar::for_each_kv_value(ty, row, dim, |i, vi| {
-            if i >= full {
-                if let Some(a) = acc.get_mut(i) {
-                    *a = super::scalar::kv_round(ty, super::scalar::fmaf(vi, w, *a));
-                }
-            }
-        });
-    }
+    super::scalar::kv_mad_from(ty, row, w, acc, full);
 }
 
 /// # Safety

@@ -81,7 +81,7 @@ mod tests;
 use crate::gguf::GgmlType;
 use crate::parallel::Parallel;
 use crate::{Error, Result};
-pub(crate) use scalar::fmaf;
+pub(crate) use scalar::{fmaf, kv_round};
 
 /// A family of kernel bodies. Each needs some CPU features; see
 /// [`CpuFeatures::supports`].

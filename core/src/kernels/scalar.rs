@@ -224,12 +224,7 @@ impl Isa for Scalar {
     }
 
     fn kv_mad(&self, ty: KvType, row: &[u8], w: f32, acc: &mut [f32]) {
-        let n = acc.len();
-        for_each_kv_value(ty, row, n, |i, vi| {
-            if let Some(a) = acc.get_mut(i) {
-                *a = kv_round(ty, fmaf(vi, w, *a));
-            }
-        });
+        kv_mad_from(ty, row, w, acc, 0);
     }
 
     fn kv_store_f16(&self, x: &[f32], out: &mut [u8]) {
@@ -273,4 +268,17 @@ pub(crate) fn kv_round(ty: KvType, x: f32) -> f32 {
         KvType::F16 => f16_to_f32(f32_to_f16(x)),
         KvType::F32 | KvType::Q8_0 => x,
     }
+}
+
+/// [`Isa::kv_mad`] for the elements `from..` of `acc`: the whole operation
+/// on the scalar path, the tail the vector paths leave.
+pub(crate) fn kv_mad_from(ty: KvType, row: &[u8], w: f32, acc: &mut [f32], from: usize) {
+    let n = acc.len();
+    for_each_kv_value(ty, row, n, |i, vi| {
+        if i >= from {
+            if let Some(a) = acc.get_mut(i) {
+                *a = kv_round(ty, fmaf(vi, w, *a));
+            }
+        }
+    });
 }

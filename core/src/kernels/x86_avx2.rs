@@ -840,17 +840,7 @@ fn kv_mad(ty: KvType, row: &[u8], w: f32, acc: &mut [f32]) {
             _mm256_storeu_ps(p, a);
         }
     }
-    if full < dim {
-        // The last `dim % 8` values (F16 / F32 only: Q8_0 rows are whole
-        // blocks), exactly as the scalar reference.
-        super::scalar::for_each_kv_value(ty, row, dim, |i, vi| {
-            if i >= full {
-                if let Some(a) = acc.get_mut(i) {
-                    *a = super::scalar::kv_round(ty, super::scalar::fmaf(vi, w, *a));
-                }
-            }
-        });
-    }
+    super::scalar::kv_mad_from(ty, row, w, acc, full);
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
