@@ -234,26 +234,37 @@ impl Isa for Scalar {
     }
 }
 
-/// Calls `f(i, value)` for the first `n` values of a KV row. Q8_0 values are
-/// `q * d` (one f32 multiply), as ggml dequantizes them.
+/// Calls `f(i, value)` for the values `from..n` of a KV row, decoding only
+/// those. Q8_0 values are `q * d` (one f32 multiply), as ggml dequantizes
+/// them.
 #[inline]
-pub(crate) fn for_each_kv_value(ty: KvType, row: &[u8], n: usize, mut f: impl FnMut(usize, f32)) {
+pub(crate) fn for_each_kv_value(
+    ty: KvType,
+    row: &[u8],
+    from: usize,
+    n: usize,
+    mut f: impl FnMut(usize, f32),
+) {
     match ty {
         KvType::F32 => {
-            for (i, b) in row.chunks_exact(4).take(n).enumerate() {
+            for (i, b) in row.chunks_exact(4).enumerate().take(n).skip(from) {
                 f(i, f32::from_le_bytes([b[0], b[1], b[2], b[3]]));
             }
         }
         KvType::F16 => {
-            for (i, b) in row.chunks_exact(2).take(n).enumerate() {
+            for (i, b) in row.chunks_exact(2).enumerate().take(n).skip(from) {
                 f(i, f16_to_f32(u16::from_le_bytes([b[0], b[1]])));
             }
         }
         KvType::Q8_0 => {
-            for (blk, b) in row.chunks_exact(34).take(n / QK).enumerate() {
+            let blocks = row.chunks_exact(34).enumerate().take(n / QK);
+            for (blk, b) in blocks.skip(from / QK) {
                 let d = f16_at(b, 0);
                 for (j, q) in b.iter().skip(2).enumerate() {
-                    f(blk * QK + j, f32::from(*q as i8) * d);
+                    let i = blk * QK + j;
+                    if i >= from {
+                        f(i, f32::from(*q as i8) * d);
+                    }
                 }
             }
         }
@@ -271,14 +282,17 @@ pub(crate) fn kv_round(ty: KvType, x: f32) -> f32 {
 }
 
 /// [`Isa::kv_mad`] for the elements `from..` of `acc`: the whole operation
-/// on the scalar path, the tail the vector paths leave.
+/// on the scalar path, the tail the vector paths leave (nothing to decode
+/// when the tail is empty).
+#[inline]
 pub(crate) fn kv_mad_from(ty: KvType, row: &[u8], w: f32, acc: &mut [f32], from: usize) {
     let n = acc.len();
-    for_each_kv_value(ty, row, n, |i, vi| {
-        if i >= from {
-            if let Some(a) = acc.get_mut(i) {
-                *a = kv_round(ty, fmaf(vi, w, *a));
-            }
+    if from >= n {
+        return;
+    }
+    for_each_kv_value(ty, row, from, n, |i, vi| {
+        if let Some(a) = acc.get_mut(i) {
+            *a = kv_round(ty, fmaf(vi, w, *a));
         }
     });
 }

@@ -1364,7 +1364,7 @@ fn kv_attend_follows_llama_cpp_on_every_path() {
             let values: Vec<Vec<f32>> = (0..n)
                 .map(|t| {
                     let mut v = vec![0f32; dim];
-                    super::scalar::for_each_kv_value(ty, &cache[t * stride..], dim, |i, x| {
+                    super::scalar::for_each_kv_value(ty, &cache[t * stride..], 0, dim, |i, x| {
                         v[i] = x
                     });
                     v
