@@ -1,6 +1,7 @@
 //! `arenalm bench`: prompt processing (ppN) and generation (tgN) speed,
 //! measured like llama-bench: random tokens, a warm-up run, then `r`
-//! repetitions from an empty context, reported as mean ± standard deviation.
+//! repetitions, each from a context holding `depth` tokens (evaluated
+//! before the clock starts), reported as mean ± standard deviation.
 
 use std::time::Instant;
 
@@ -28,6 +29,8 @@ pub struct BenchArgs {
     pub reps: u32,
     /// Micro-batch.
     pub batch: u32,
+    /// Tokens in the KV cache before each measured run.
+    pub depth: Vec<u32>,
     /// KV type.
     pub kv: KvType,
     /// Forced kernel.
@@ -55,13 +58,87 @@ fn random_tokens(n: usize, vocab: u32, seed: u64) -> Vec<u32> {
         .collect()
 }
 
+/// One measured configuration: the kernel used and tokens/s per repetition.
+struct Measured {
+    kernel: &'static str,
+    samples: Vec<f64>,
+}
+
+/// The CPU features the host layer detected, for the JSON report.
+fn cpu_json() -> serde_json::Value {
+    json!(arenalm::host::cpu_feature_names())
+}
+
+/// Measures one test (`n_prompt` tokens in one evaluation, or `n_gen`
+/// single-token evaluations) after `depth` tokens, `a.reps` times after a
+/// warm-up.
+#[allow(clippy::too_many_arguments)]
+fn bench_one(
+    a: &BenchArgs,
+    model: &Model,
+    bytes: &[u8],
+    pool: &Threads,
+    threads: u32,
+    depth: usize,
+    n_prompt: usize,
+    n_gen: usize,
+) -> Result<Measured, String> {
+    let ctx = depth + n_prompt.max(n_gen).max(1);
+    let params = EngineParams {
+        plan: PlanParams {
+            ctx_tokens: u32::try_from(ctx).map_err(|_| "context too large".to_string())?,
+            kv_type: a.kv,
+            max_batch: a.batch,
+            max_outputs: 1,
+            threads: threads.max(1),
+            ..PlanParams::default()
+        },
+        kernel: kernel_choice(a.kernel)?,
+    };
+    let need = plan::plan(model, &params.plan)
+        .map_err(|e| e.to_string())?
+        .total_bytes;
+    let mut arena = ArenaBuf::new(need)?;
+    let engine =
+        Engine::new(bytes, arena.bytes(), &params, &detect_cpu()).map_err(|e| e.to_string())?;
+    let kernel = engine.kernel_path().name();
+    let vocab = model.hparams.vocab;
+    let context = random_tokens(depth, vocab, 7);
+    let tokens = random_tokens(n_prompt.max(n_gen), vocab, 42);
+    let mut samples = Vec::new();
+    for rep in 0..=a.reps {
+        engine.reset().map_err(|e| e.to_string())?;
+        if depth > 0 {
+            engine
+                .eval(pool.get(), &context, Outputs::Last)
+                .map_err(|e| e.to_string())?;
+        }
+        let start = Instant::now();
+        if n_prompt > 0 {
+            engine
+                .eval(pool.get(), &tokens[..n_prompt], Outputs::Last)
+                .map_err(|e| e.to_string())?;
+        } else {
+            for tok in &tokens[..n_gen] {
+                engine
+                    .eval(pool.get(), std::slice::from_ref(tok), Outputs::Last)
+                    .map_err(|e| e.to_string())?;
+            }
+        }
+        let secs = start.elapsed().as_secs_f64();
+        if rep > 0 {
+            // Repetition 0 is the warm-up.
+            samples.push((n_prompt + n_gen) as f64 / secs);
+        }
+    }
+    Ok(Measured { kernel, samples })
+}
+
 /// Runs the subcommand.
 pub fn run(a: &BenchArgs) -> Result<(), String> {
     let map = map_model(&a.model)?;
     let bytes = map.bytes();
     let model = Model::from_bytes(bytes).map_err(|e| format!("{}: {e}", a.model))?;
-    let vocab = model.hparams.vocab;
-    let kernel = kernel_choice(a.kernel)?;
     let name = std::path::Path::new(&a.model)
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -84,63 +161,46 @@ pub fn run(a: &BenchArgs) -> Result<(), String> {
         println!("| model | size | kernel | threads | test | t/s |");
         println!("| --- | ---: | --- | ---: | ---: | ---: |");
     }
+    let depths: Vec<u32> = if a.depth.is_empty() {
+        vec![0]
+    } else {
+        a.depth.clone()
+    };
     for &t in &a.threads {
         let pool = Threads::new(t as usize)?;
-        for (test, n_prompt, n_gen) in &tests {
-            let ctx = (*n_prompt).max(*n_gen).max(1) as u32;
-            let params = EngineParams {
-                plan: PlanParams {
-                    ctx_tokens: ctx,
-                    kv_type: a.kv,
-                    max_batch: a.batch,
-                    max_outputs: 1,
-                    threads: t.max(1),
-                    ..PlanParams::default()
-                },
-                kernel,
-            };
-            let need = plan::plan(&model, &params.plan)
-                .map_err(|e| e.to_string())?
-                .total_bytes;
-            let mut arena = ArenaBuf::new(need)?;
-            let engine = Engine::new(bytes, arena.bytes(), &params, &detect_cpu())
-                .map_err(|e| e.to_string())?;
-            let kernel_name = engine.kernel_path().name();
-            let tokens = random_tokens((*n_prompt).max(*n_gen), vocab, 42);
-            let mut samples = Vec::new();
-            for rep in 0..=a.reps {
-                engine.reset().map_err(|e| e.to_string())?;
-                let start = Instant::now();
-                if *n_prompt > 0 {
-                    engine
-                        .eval(pool.get(), &tokens[..*n_prompt], Outputs::Last)
-                        .map_err(|e| e.to_string())?;
+        for &depth in &depths {
+            for (test, n_prompt, n_gen) in &tests {
+                let row = bench_one(
+                    a,
+                    &model,
+                    bytes,
+                    &pool,
+                    t,
+                    depth as usize,
+                    *n_prompt,
+                    *n_gen,
+                )?;
+                let (mean, sd) = mean_sd(&row.samples);
+                let test = if depth > 0 {
+                    format!("{test} @ d{depth}")
                 } else {
-                    for tok in &tokens[..*n_gen] {
-                        engine
-                            .eval(pool.get(), std::slice::from_ref(tok), Outputs::Last)
-                            .map_err(|e| e.to_string())?;
-                    }
+                    test.clone()
+                };
+                if a.json {
+                    rows.push(json!({
+                        "model": name, "model_bytes": weights, "kernel": row.kernel,
+                        "cpu": cpu_json(), "threads": t, "test": test,
+                        "n_prompt": n_prompt, "n_gen": n_gen, "depth": depth,
+                        "batch": a.batch, "kv_type": a.kv.name(),
+                        "avg_ts": mean, "stddev_ts": sd, "samples_ts": row.samples,
+                    }));
+                } else {
+                    println!(
+                        "| {name} | {} MiB | {} | {t} | {test} | {mean:.2} ± {sd:.2} |",
+                        mib(weights),
+                        row.kernel
+                    );
                 }
-                let secs = start.elapsed().as_secs_f64();
-                if rep > 0 {
-                    // Repetition 0 is the warm-up.
-                    samples.push((n_prompt + n_gen) as f64 / secs);
-                }
-            }
-            let (mean, sd) = mean_sd(&samples);
-            if a.json {
-                rows.push(json!({
-                    "model": name, "model_bytes": weights, "kernel": kernel_name,
-                    "threads": t, "test": test, "n_prompt": n_prompt, "n_gen": n_gen,
-                    "batch": a.batch, "kv_type": a.kv.name(),
-                    "avg_ts": mean, "stddev_ts": sd, "samples_ts": samples,
-                }));
-            } else {
-                println!(
-                    "| {name} | {} MiB | {kernel_name} | {t} | {test} | {mean:.2} ± {sd:.2} |",
-                    mib(weights)
-                );
             }
         }
     }

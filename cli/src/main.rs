@@ -240,6 +240,10 @@ enum Command {
         /// Tokens per micro-batch for prompt processing.
         #[arg(short = 'b', long, default_value_t = 64)]
         batch: u32,
+        /// Tokens already in the KV cache before each measurement (comma-separated
+        /// list), like llama-bench's `-d`.
+        #[arg(short = 'd', long, default_value = "0", value_delimiter = ',')]
+        depth: Vec<u32>,
         /// KV cache element type.
         #[arg(long, default_value = "f16", value_parser = parse_kv)]
         kv: arenalm_core::kv::KvType,
@@ -333,6 +337,7 @@ fn main() {
             threads,
             reps,
             batch,
+            depth,
             kv,
             kernel,
             json,
@@ -343,6 +348,7 @@ fn main() {
             threads,
             reps,
             batch,
+            depth,
             kv,
             kernel: kernel.0,
             json,

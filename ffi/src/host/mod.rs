@@ -57,6 +57,46 @@ pub fn detect_cpu() -> CpuFeatures {
     }
 }
 
+/// Names of the CPU features that matter to the kernels and that this
+/// machine has (as cpuid or the kernel's hwcaps report them), for reports.
+pub fn cpu_feature_names() -> Vec<&'static str> {
+    #[allow(unused_mut)]
+    let mut names = Vec::new();
+    #[cfg(target_arch = "x86_64")]
+    {
+        macro_rules! probe {
+            ($($f:tt),*) => {$(
+                if std::is_x86_feature_detected!($f) {
+                    names.push($f);
+                }
+            )*};
+        }
+        probe!(
+            "avx2",
+            "fma",
+            "f16c",
+            "avxvnni",
+            "avx512f",
+            "avx512bw",
+            "avx512vl",
+            "avx512vnni",
+            "avx512bf16"
+        );
+    }
+    #[cfg(target_arch = "aarch64")]
+    {
+        macro_rules! probe {
+            ($($f:tt),*) => {$(
+                if std::arch::is_aarch64_feature_detected!($f) {
+                    names.push($f);
+                }
+            )*};
+        }
+        probe!("neon", "dotprod", "i8mm");
+    }
+    names
+}
+
 /// Name of the environment variable that forces a kernel path.
 pub const KERNEL_ENV: &str = "ALM_KERNEL";
 
