@@ -111,8 +111,11 @@ int main(int argc, char **argv) {
     printf("\narena: %llu of %llu bytes used (kernel %s)\n", (unsigned long long)st.arena_used,
            (unsigned long long)sizeof arena,
            st.kernel == ALM_KERNEL_AVX2 ? "avx2"
+           : st.kernel == ALM_KERNEL_AVX_VNNI ? "avx-vnni"
+           : st.kernel == ALM_KERNEL_AVX512_VNNI ? "avx512-vnni"
            : st.kernel == ALM_KERNEL_NEON ? "neon"
-           : st.kernel == ALM_KERNEL_NEON_DOTPROD ? "neon-dotprod" : "scalar");
+           : st.kernel == ALM_KERNEL_NEON_DOTPROD ? "neon-dotprod"
+           : st.kernel == ALM_KERNEL_NEON_I8MM ? "neon-i8mm" : "scalar");
 
     alm_tokenizer_free(tok);
     alm_engine_free(engine);

@@ -123,6 +123,18 @@ typedef enum alm_kernel {
    * aarch64 NEON with the dot-product extension.
    */
   ALM_KERNEL_NEON_DOTPROD = 4,
+  /**
+   * x86_64 AVX2 + FMA + F16C + AVX-VNNI (256-bit `vpdpbusd`).
+   */
+  ALM_KERNEL_AVX_VNNI = 5,
+  /**
+   * x86_64 AVX-512 F/BW/VL + VNNI (512-bit `vpdpbusd`).
+   */
+  ALM_KERNEL_AVX512_VNNI = 6,
+  /**
+   * aarch64 NEON with dotprod and the int8 matrix-multiply extension.
+   */
+  ALM_KERNEL_NEON_I8MM = 7,
 } alm_kernel;
 
 /**

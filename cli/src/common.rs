@@ -52,7 +52,10 @@ pub fn parse_kernel(text: &str) -> Result<KernelArg, String> {
     }
     KernelPath::from_name(text)
         .map(|k| KernelArg(Some(k)))
-        .ok_or_else(|| format!("{text:?} is not one of auto, scalar, avx2, neon, neon-dotprod"))
+        .ok_or_else(|| {
+            let names: Vec<&str> = KernelPath::ALL.iter().map(|p| p.name()).collect();
+            format!("{text:?} is not one of auto, {}", names.join(", "))
+        })
 }
 
 /// The kernel to force: the command line's choice, else `ALM_KERNEL`.

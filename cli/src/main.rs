@@ -48,7 +48,8 @@ struct EngineOpts {
     /// KV cache element type.
     #[arg(long, default_value = "f16", value_parser = parse_kv)]
     kv: arenalm_core::kv::KvType,
-    /// Kernel path: auto, scalar, avx2, neon, neon-dotprod (also ALM_KERNEL).
+    /// Kernel path: auto, scalar, avx2, avx-vnni, avx512-vnni, neon, neon-dotprod, neon-i8mm
+    /// (also ALM_KERNEL).
     #[arg(long, default_value = "auto", value_parser = parse_kernel)]
     kernel: common::KernelArg,
 }
@@ -149,14 +150,20 @@ enum Command {
         #[arg(short = 'f', long)]
         file: String,
     },
-    /// Write a GGUF with its tensors converted to q8_0, q4_0 or f16 (llama-quantize's rules).
+    /// Write a GGUF with its tensors converted to q8_0, q4_0 or f16 (llama-quantize's rules),
+    /// and/or its matrices in arenalm's 16-row panel layout (--repack).
     Quantize {
         /// Input GGUF.
         input: String,
         /// Output GGUF.
         output: String,
-        /// Target type: q8_0, q4_0 or f16.
-        target: String,
+        /// Target type: q8_0, q4_0 or f16 (omitted: keep each tensor's type).
+        target: Option<String>,
+        /// Store every Q8_0/Q4_0/Q4_1 matrix with a multiple of 16 rows in the
+        /// panel layout the integer GEMM reads, so that no pack step runs at
+        /// inference. Such a file is arenalm's own: other GGUF readers refuse it.
+        #[arg(long)]
+        repack: bool,
     },
     /// Token ids of a text (works on any GGUF with a supported tokenizer).
     Tokenize {
@@ -289,7 +296,8 @@ fn main() {
             input,
             output,
             target,
-        } => quantize::run(&input, &output, &target),
+            repack,
+        } => quantize::run(&input, &output, target.as_deref(), repack),
         Command::Perplexity { engine, file } => {
             // --ctx is the chunk size here (llama.cpp's -c), 512 by default.
             let chunk = engine.ctx.unwrap_or(512);

@@ -1,13 +1,19 @@
-//! `arenalm quantize IN OUT TYPE`: a GGUF with every convertible tensor in
-//! TYPE (`q8_0`, `q4_0`, `f16`), metadata copied, following llama-quantize's
-//! rules for which tensors convert (see `arenalm_core::quant::requant_target`).
-//! The shipped Q4_1 model requantized to q8_0, q4_0 or f16 reproduces
-//! llama-quantize's tensor bytes exactly.
+//! `arenalm quantize IN OUT [TYPE] [--repack]`: a GGUF with every
+//! convertible tensor in TYPE (`q8_0`, `q4_0`, `f16`), metadata copied,
+//! following llama-quantize's rules for which tensors convert (see
+//! `arenalm_core::quant::requant_target`). The shipped Q4_1 model
+//! requantized to q8_0, q4_0 or f16 reproduces llama-quantize's tensor bytes
+//! exactly. With `--repack`, every Q8_0, Q4_0 or Q4_1 matrix (a 2-D
+//! `*weight` tensor) with a multiple of 16 rows is then stored in the 16-row
+//! panel layout (`arenalm_core::kernels::to_panel_layout`): the same bytes
+//! reordered, read in place by the GEMM with no pack step.
 
 use std::io::Write;
 
 use arenalm_core::gguf::{GgmlType, Gguf, GgufError, GgufErrorKind, GgufWriter, Sink, Value};
+use arenalm_core::kernels::to_panel_layout;
 use arenalm_core::quant::{requant_target, requantize_tensor};
+use arenalm_core::Shape;
 
 use crate::common::{map_model, mib};
 
@@ -42,13 +48,25 @@ fn file_type(t: GgmlType) -> Option<u32> {
     }
 }
 
+/// Whether `--repack` stores tensor `name` of `shape` and type `ty` in
+/// panels: a 2-D weight matrix of a type with a panel form and a multiple of
+/// 16 rows.
+fn repackable(name: &str, shape: &Shape, ty: GgmlType) -> bool {
+    name.ends_with("weight")
+        && shape.n_dims == 2
+        && ty.panel16().is_some()
+        && shape.dims[1].is_multiple_of(16)
+}
+
 /// Runs the subcommand.
-pub fn run(input: &str, output: &str, wanted: &str) -> Result<(), String> {
-    let wanted = match wanted.to_ascii_lowercase().as_str() {
-        "q8_0" => GgmlType::Q8_0,
-        "q4_0" => GgmlType::Q4_0,
-        "f16" => GgmlType::F16,
-        other => return Err(format!("{other:?} is not one of q8_0, q4_0, f16")),
+pub fn run(input: &str, output: &str, wanted: Option<&str>, repack: bool) -> Result<(), String> {
+    let wanted = match wanted.map(str::to_ascii_lowercase).as_deref() {
+        Some("q8_0") => Some(GgmlType::Q8_0),
+        Some("q4_0") => Some(GgmlType::Q4_0),
+        Some("f16") => Some(GgmlType::F16),
+        None if repack => None,
+        None => return Err("give a target type (q8_0, q4_0, f16), --repack, or both".into()),
+        Some(other) => return Err(format!("{other:?} is not one of q8_0, q4_0, f16")),
     };
     let map = map_model(input)?;
     let g = Gguf::parse(map.bytes()).map_err(|e| format!("{input}: {e}"))?;
@@ -61,7 +79,10 @@ pub fn run(input: &str, output: &str, wanted: &str) -> Result<(), String> {
         out: std::io::BufWriter::with_capacity(1 << 20, file),
         error: None,
     };
-    let ftype = file_type(wanted).ok_or("no file type for the target")?;
+    let ftype = match wanted {
+        Some(w) => Some(file_type(w).ok_or("no file type for the target")?),
+        None => None,
+    };
     let fail = |e: GgufError, w: Option<&std::io::Error>| match w {
         Some(io) => format!("writing {output}: {io}"),
         None => format!("writing {output}: {e}"),
@@ -69,30 +90,52 @@ pub fn run(input: &str, output: &str, wanted: &str) -> Result<(), String> {
     let mut w = GgufWriter::new(sink, g.tensor_count(), g.metadata_count(), g.alignment())
         .map_err(|e| e.to_string())?;
     for (key, value) in g.metadata() {
-        let value = match key {
-            "general.file_type" => Value::U32(ftype),
+        let value = match (key, ftype) {
+            ("general.file_type", Some(ftype)) => Value::U32(ftype),
             _ => value,
         };
         w.kv(key, value).map_err(|e| e.to_string())?;
     }
-    let targets: Vec<GgmlType> = g
+    // (type after conversion, type stored: its panel form with --repack)
+    let targets: Vec<(GgmlType, GgmlType)> = g
         .tensors()
-        .map(|t| requant_target(t.name, &t.shape, t.ggml_type, wanted, has_output))
+        .map(|t| {
+            let ty = match wanted {
+                Some(w) => requant_target(t.name, &t.shape, t.ggml_type, w, has_output),
+                None => t.ggml_type,
+            };
+            let stored = match ty.panel16() {
+                Some(p) if repack && repackable(t.name, &t.shape, ty) => p,
+                _ => ty,
+            };
+            (ty, stored)
+        })
         .collect();
-    for (t, &ty) in g.tensors().zip(&targets) {
-        w.tensor_info(t.name, t.shape.as_slice(), ty)
+    for (t, &(_, stored)) in g.tensors().zip(&targets) {
+        w.tensor_info(t.name, t.shape.as_slice(), stored)
             .map_err(|e| e.to_string())?;
     }
     let (mut in_bytes, mut out_bytes) = (0u64, 0u64);
     let mut scratch = vec![0f32; 1 << 16];
-    for (t, &ty) in g.tensors().zip(&targets) {
+    let mut panels = Vec::new();
+    let mut n_repacked = 0;
+    for (t, &(ty, stored)) in g.tensors().zip(&targets) {
         let dims = t.shape.as_slice();
         let size =
             arenalm_core::gguf::tensor_bytes(dims, ty).ok_or("tensor size overflows")? as usize;
         let mut dst = vec![0u8; size];
         requantize_tensor(t.ggml_type, t.data, ty, &mut dst, &mut scratch)
             .map_err(|e| format!("{}: {e}", t.name))?;
-        w.tensor_data(dims, ty, &dst).map_err(|e| e.to_string())?;
+        if stored != ty {
+            panels.resize(size, 0);
+            let (cols, rows) = (t.shape.dims[0] as usize, t.shape.dims[1] as usize);
+            to_panel_layout(ty, &dst, rows, cols, &mut panels)
+                .map_err(|e| format!("{}: {e}", t.name))?;
+            std::mem::swap(&mut dst, &mut panels);
+            n_repacked += 1;
+        }
+        w.tensor_data(dims, stored, &dst)
+            .map_err(|e| e.to_string())?;
         in_bytes += t.n_bytes();
         out_bytes += size as u64;
     }
@@ -107,8 +150,13 @@ pub fn run(input: &str, output: &str, wanted: &str) -> Result<(), String> {
         .flush()
         .map_err(|e| format!("writing {output}: {e}"))?;
     eprintln!(
-        "{input} -> {output} ({}): tensors {} MiB -> {} MiB",
-        wanted.name(),
+        "{input} -> {output} ({}{}): tensors {} MiB -> {} MiB",
+        wanted.map_or("types kept", |w| w.name()),
+        if repack {
+            format!(", {n_repacked} matrices in 16-row panels")
+        } else {
+            String::new()
+        },
         mib(in_bytes),
         mib(out_bytes)
     );

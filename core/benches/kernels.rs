@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use arenalm_core::gguf::GgmlType;
 use arenalm_core::kernels::{
-    act_bytes, act_format, Act, ActFormat, CpuFeatures, KernelPath, Kernels, KvType, Matrix,
+    act_bytes, act_format, Act, ActFormat, KernelPath, Kernels, KvType, Matrix,
 };
 use arenalm_core::parallel::Serial;
 use arenalm_core::quant;
@@ -41,31 +41,11 @@ const TYPES: [GgmlType; 6] = [
     GgmlType::BF16,
     GgmlType::F32,
 ];
-const PREFILL_ROWS: usize = 64;
+#[path = "../tests/support/cpu.rs"]
+mod cpu;
+use cpu::detected;
 
-fn detected() -> CpuFeatures {
-    #[cfg(target_arch = "x86_64")]
-    {
-        let (a, f, h) = (
-            std::is_x86_feature_detected!("avx2"),
-            std::is_x86_feature_detected!("fma"),
-            std::is_x86_feature_detected!("f16c"),
-        );
-        // SAFETY: detected on this CPU.
-        unsafe { CpuFeatures::assume(a, f, h, false, false) }
-    }
-    #[cfg(target_arch = "aarch64")]
-    {
-        let (n, d) = (
-            std::arch::is_aarch64_feature_detected!("neon"),
-            std::arch::is_aarch64_feature_detected!("dotprod"),
-        );
-        // SAFETY: detected on this CPU.
-        unsafe { CpuFeatures::assume(false, false, false, n, d) }
-    }
-    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
-    CpuFeatures::none()
-}
+const PREFILL_ROWS: usize = 64;
 
 struct Lcg(u64);
 
@@ -160,11 +140,11 @@ fn quantize_act(c: &mut Criterion) {
         .filter(|p| features.supports(*p))
     {
         let k = Kernels::new(&features, Some(path)).unwrap();
-        let (x, mut q) = activations(&k, ActFormat::Q8_0, PREFILL_ROWS, 576);
+        let (x, mut q) = activations(&k, ActFormat::Q8, PREFILL_ROWS, 576);
         group.throughput(Throughput::Elements(x.len() as u64));
         group.bench_function(BenchmarkId::new("64x576", path.name()), |b| {
             b.iter(|| {
-                k.quantize_act(ActFormat::Q8_0, black_box(&x), 576, &mut q)
+                k.quantize_act(ActFormat::Q8, black_box(&x), 576, &mut q)
                     .unwrap()
             })
         });

@@ -13,7 +13,7 @@ use crate::kernels::{
 use crate::kv::{KvCache, KvGeometry};
 use crate::mem::plan::{self, attn_slot_per_head, MemoryPlan, PlanParams};
 use crate::mem::Arena;
-use crate::model::ops::{add_assign, add_bias, rmsnorm, swiglu, Rope};
+use crate::model::ops::{add_assign, add_bias, rmsnorm, Rope};
 use crate::model::{build_index, Hparams, LayerIndex, Model, TensorLoc};
 use crate::parallel::{split_range, Parallel, SharedMut};
 use crate::sample::{Candidate, Sampler};
@@ -365,16 +365,8 @@ impl<'a> Engine<'a> {
 
         // Embeddings.
         let embd = matrix(bytes, &g.token_embd)?;
-        let embd_row = embd.ty.row_bytes(dim as u64).unwrap_or(0) as usize;
         for (r, &t) in tokens.iter().enumerate() {
-            let start = t as usize * embd_row;
-            let src = embd
-                .data
-                .get(start..start + embd_row)
-                .ok_or(Error::InvalidArgument {
-                    what: "token row outside the embedding matrix",
-                })?;
-            crate::quant::dequantize_row(embd.ty, src, &mut self.s.x[r * dim..(r + 1) * dim])?;
+            embd.dequantize_row(t as usize, &mut self.s.x[r * dim..(r + 1) * dim])?;
         }
 
         // RoPE angles for each row's position, shared by all layers.
@@ -502,7 +494,7 @@ impl<'a> Engine<'a> {
             let w_up = matrix(bytes, &layer.w_up)?;
             let act = quantize_for(&k, &w_up, xb, n, dim, self.s.act, &mut quantized)?;
             k.matmul(par, &w_up, &act, up)?;
-            swiglu(gate, up);
+            k.swiglu(gate, up)?;
             let w_down = matrix(bytes, &layer.w_down)?;
             let mut quantized = None;
             let act = quantize_for(&k, &w_down, gate, n, ffn, self.s.act, &mut quantized)?;
@@ -710,21 +702,21 @@ fn attend_one(
             let (scores, rest) = st.split_at_mut(page_tokens);
             let (acc, ml) = rest.split_at_mut(head_dim);
             let scores = &mut scores[..n_t];
-            k.kv_scores(
-                kv_type,
-                &q_row[h * head_dim..(h + 1) * head_dim],
-                keys,
-                row_bytes,
-                scores,
-            )?;
-            for s in scores.iter_mut() {
-                *s *= scale;
-            }
             let mut state = SoftmaxState {
                 max: ml[0],
                 sum: ml[1],
             };
-            k.kv_attend(kv_type, scores, values, row_bytes, &mut state, acc)?;
+            k.attend_page(
+                kv_type,
+                &q_row[h * head_dim..(h + 1) * head_dim],
+                keys,
+                values,
+                row_bytes,
+                scale,
+                scores,
+                &mut state,
+                acc,
+            )?;
             ml[0] = state.max;
             ml[1] = state.sum;
         }

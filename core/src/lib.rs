@@ -21,6 +21,11 @@
 #[cfg(test)]
 extern crate std;
 
+// Test helpers shared with the integration tests name the crate by its
+// package name.
+#[cfg(test)]
+extern crate self as arenalm_core;
+
 pub mod engine;
 pub mod error;
 pub mod fmt_util;

@@ -187,7 +187,7 @@ pub fn cosf_with<F: Fn(f64, f64, f64) -> f64 + Copy>(x: f32, fma: F) -> f32 {
 
 /// `2^(i/32)` as bits, minus `i << 47`: with `k = 32 m + i`,
 /// `2^(k/32)` is the double with bits `EXP2_TABLE[i] + (k << 47)`.
-const EXP2_TABLE: [u64; 32] = [
+pub(crate) const EXP2_TABLE: [u64; 32] = [
     0x3ff0000000000000,
     0x3fefd9b0d3158574,
     0x3fefb5586cf9890f,
@@ -225,21 +225,13 @@ const EXP2_TABLE: [u64; 32] = [
 /// [`expf`] with a given fused multiply-add.
 #[inline(always)]
 pub fn expf_with<F: Fn(f64, f64, f64) -> f64 + Copy>(x: f32, fma: F) -> f32 {
-    const N: f64 = 32.0;
-    // 32 / ln 2, 1.5 * 2^52, and the polynomial for 2^(r/32) - 1.
-    let inv_ln2_n = f64::from_bits(0x3ff7_1547_652b_82fe) * N;
-    let shift = f64::from_bits(0x4338_0000_0000_0000);
-    let c0 = f64::from_bits(0x3fac_6af8_4b91_2394) / (N * N * N);
-    let c1 = f64::from_bits(0x3fce_bfce_50fa_c4f3) / (N * N);
-    let c2 = f64::from_bits(0x3fe6_2e42_ff0c_52d6) / N;
-
-    let abstop = (x.to_bits() >> 20) & 0x7ff;
-    if abstop >= 0x42b {
+    let e = &EXPF;
+    if expf_is_special(x) {
         // |x| >= 88, or NaN.
         if x == f32::NEG_INFINITY {
             return 0.0;
         }
-        if abstop >= 0x7f8 {
+        if x.is_nan() || x.is_infinite() {
             return x + x;
         }
         if x > f32::from_bits(0x42b1_7217) {
@@ -249,18 +241,51 @@ pub fn expf_with<F: Fn(f64, f64, f64) -> f64 + Copy>(x: f32, fma: F) -> f32 {
             return 0.0;
         }
     }
-    let z = inv_ln2_n * f64::from(x);
-    let kd = z + shift;
+    let z = e.inv_ln2_n * f64::from(x);
+    let kd = z + e.shift;
     let ki = kd.to_bits();
-    let kd = kd - shift;
+    let kd = kd - e.shift;
     let r = z - kd;
     let t = EXP2_TABLE[(ki % 32) as usize].wrapping_add(ki.wrapping_shl(47));
     let s = f64::from_bits(t);
-    let zz = fma(c0, r, c1);
+    let zz = fma(e.c0, r, e.c1);
     let r2 = r * r;
-    let y = fma(c2, r, 1.0);
+    let y = fma(e.c2, r, 1.0);
     let y = fma(zz, r2, y);
     (y * s) as f32
+}
+
+/// The constants of [`expf_with`], shared with the vector versions.
+pub(crate) struct ExpfConsts {
+    /// `32 / ln 2`.
+    pub(crate) inv_ln2_n: f64,
+    /// `1.5 * 2^52`: adding it rounds to an integer.
+    pub(crate) shift: f64,
+    /// The polynomial for `2^(r/32) - 1`.
+    pub(crate) c0: f64,
+    /// See `c0`.
+    pub(crate) c1: f64,
+    /// See `c0`.
+    pub(crate) c2: f64,
+}
+
+/// See [`ExpfConsts`].
+pub(crate) const EXPF: ExpfConsts = {
+    const N: f64 = 32.0;
+    ExpfConsts {
+        inv_ln2_n: f64::from_bits(0x3ff7_1547_652b_82fe) * N,
+        shift: f64::from_bits(0x4338_0000_0000_0000),
+        c0: f64::from_bits(0x3fac_6af8_4b91_2394) / (N * N * N),
+        c1: f64::from_bits(0x3fce_bfce_50fa_c4f3) / (N * N),
+        c2: f64::from_bits(0x3fe6_2e42_ff0c_52d6) / N,
+    }
+};
+
+/// Whether [`expf_with`] takes its special-case branch for `x` (`|x| >= 88`,
+/// infinities and NaN); everything else follows the table and polynomial.
+#[inline(always)]
+pub(crate) fn expf_is_special(x: f32) -> bool {
+    (x.to_bits() >> 20) & 0x7ff >= 0x42b
 }
 
 #[cfg(test)]

@@ -14,7 +14,7 @@
 use std::path::PathBuf;
 
 use arenalm_core::engine::{Engine, EngineParams, Outputs};
-use arenalm_core::kernels::{CpuFeatures, KernelPath};
+use arenalm_core::kernels::KernelPath;
 use arenalm_core::mem::plan::PlanParams;
 use arenalm_core::parallel::Serial;
 use serde_json::Value;
@@ -52,26 +52,9 @@ fn reference() -> Value {
     serde_json::from_str(&text).expect("the reference is JSON")
 }
 
-/// The features of the CPU running the test.
-fn detected() -> CpuFeatures {
-    #[cfg(target_arch = "x86_64")]
-    {
-        let avx2 = std::is_x86_feature_detected!("avx2");
-        let fma = std::is_x86_feature_detected!("fma");
-        let f16c = std::is_x86_feature_detected!("f16c");
-        // SAFETY: the features were just detected on this CPU.
-        unsafe { CpuFeatures::assume(avx2, fma, f16c, false, false) }
-    }
-    #[cfg(target_arch = "aarch64")]
-    {
-        let neon = std::arch::is_aarch64_feature_detected!("neon");
-        let dotprod = std::arch::is_aarch64_feature_detected!("dotprod");
-        // SAFETY: the features were just detected on this CPU.
-        unsafe { CpuFeatures::assume(false, false, false, neon, dotprod) }
-    }
-    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
-    CpuFeatures::none()
-}
+#[path = "support/cpu.rs"]
+mod cpu;
+use cpu::detected;
 
 #[test]
 fn story_position_0_equals_llama_cpp_and_every_path_computes_the_same_bits() {

@@ -164,7 +164,7 @@ fn generate_c_runs_in_its_static_arena_natively_and_under_qemu() {
             ids,
             "aarch64 {cpu} generated other tokens"
         );
-        let kernel = if cpu == "max" { "neon-dotprod" } else { "neon" };
+        let kernel = if cpu == "max" { "neon-i8mm" } else { "neon" };
         assert!(out.contains(&format!("(kernel {kernel})")), "{cpu}: {out}");
     }
 }

@@ -54,6 +54,14 @@ pub enum GgmlType {
     NVFP4 = 40,
     Q1_0 = 41,
     Q2_0 = 42,
+    /// arenalm's Q4_0 in 16-row panels (`kernels::WeightLayout::Panel16`):
+    /// the same bytes as Q4_0, reordered for the integer GEMM. Not a ggml
+    /// type: other GGUF readers refuse it instead of misreading it.
+    Q4_0_P16 = 1002,
+    /// arenalm's Q4_1 in 16-row panels (see [`GgmlType::Q4_0_P16`]).
+    Q4_1_P16 = 1003,
+    /// arenalm's Q8_0 in 16-row panels (see [`GgmlType::Q4_0_P16`]).
+    Q8_0_P16 = 1008,
 }
 
 /// `(type, name, values per block, bytes per block)`, one row per type.
@@ -103,6 +111,9 @@ const TABLE: &[(GgmlType, &str, u32, u32)] = &[
     (GgmlType::NVFP4, "NVFP4", 64, 36),
     (GgmlType::Q1_0, "Q1_0", 128, 18),
     (GgmlType::Q2_0, "Q2_0", 64, 18),
+    (GgmlType::Q4_0_P16, "Q4_0_P16", 32, 18),
+    (GgmlType::Q4_1_P16, "Q4_1_P16", 32, 20),
+    (GgmlType::Q8_0_P16, "Q8_0_P16", 32, 34),
 ];
 
 impl GgmlType {
@@ -161,7 +172,37 @@ impl GgmlType {
                 | GgmlType::Q8_0
                 | GgmlType::Q4_0
                 | GgmlType::Q4_1
+                | GgmlType::Q8_0_P16
+                | GgmlType::Q4_0_P16
+                | GgmlType::Q4_1_P16
         )
+    }
+
+    /// The plain ggml type of a panel-layout type (the type itself
+    /// otherwise): same block size and bytes, rows stored one by one.
+    pub fn plain(self) -> GgmlType {
+        match self {
+            GgmlType::Q8_0_P16 => GgmlType::Q8_0,
+            GgmlType::Q4_0_P16 => GgmlType::Q4_0,
+            GgmlType::Q4_1_P16 => GgmlType::Q4_1,
+            t => t,
+        }
+    }
+
+    /// The 16-row panel form of a plain type, if it has one.
+    pub fn panel16(self) -> Option<GgmlType> {
+        match self {
+            GgmlType::Q8_0 => Some(GgmlType::Q8_0_P16),
+            GgmlType::Q4_0 => Some(GgmlType::Q4_0_P16),
+            GgmlType::Q4_1 => Some(GgmlType::Q4_1_P16),
+            _ => None,
+        }
+    }
+
+    /// Whether rows of this type are stored one after another (every ggml
+    /// type); the panel types interleave 16 rows.
+    pub fn rows_are_contiguous(self) -> bool {
+        self.plain() == self
     }
 
     /// Bytes of a row of `n` values, `None` if `n` is not a whole number of
@@ -193,8 +234,17 @@ mod tests {
             assert_eq!(GgmlType::from_name(t.name()), Some(t));
             n += 1;
         }
-        // 43 ids from 0 to 42, minus the two removed Q4_2 / Q4_3 (4, 5).
-        assert_eq!(n, 41);
+        // 43 ids from 0 to 42, minus the two removed Q4_2 / Q4_3 (4, 5),
+        // plus arenalm's three panel types.
+        assert_eq!(n, 44);
+        for t in GgmlType::all() {
+            assert_eq!(t.plain().block_size(), t.block_size());
+            assert_eq!(t.plain().type_size(), t.type_size());
+            if let Some(p) = t.panel16() {
+                assert_eq!(p.plain(), t);
+                assert!(!p.rows_are_contiguous());
+            }
+        }
         assert_eq!(GgmlType::from_id(4), None);
         assert_eq!(GgmlType::from_id(43), None);
     }

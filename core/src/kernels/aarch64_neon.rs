@@ -9,10 +9,14 @@
 //!   (reached through `asm!`: the intrinsic is not stable).
 //!
 //! Q4_0's `- 8` is applied to the nibbles, so every kind multiplies signed
-//! bytes. Each output keeps its own 8-lane accumulator (two vectors),
-//! updated with `vfmaq_f32` (fused, rounding as x86's FMA) block after
-//! block and reduced by [`hsum8`]: the canonical order of roundings, so
-//! results are bit-identical to the scalar path (and to AVX2). F16 <-> f32
+//! bytes. For Q8_0 and Q4_1 each output keeps its own 8-lane accumulator
+//! (two vectors), updated with `vfmaq_f32` (fused, rounding as x86's FMA)
+//! block after block and reduced by [`hsum8`]; for Q4_0 the 8 lane sums
+//! are added up (exactly, in i32) and the block total goes into the
+//! output's single accumulator by one fused `fmadd`. These are the orders of
+//! roundings of docs/numerics.md, so results are bit-identical to the
+//! scalar path (and to x86). Weights in the 16-row panel layout (an x86
+//! layout) are multiplied by the scalar bodies. F16 <-> f32
 //! conversions use `fcvtl` / `fcvtn` through `asm!` (their intrinsics need
 //! the unstable `f16` type); both are base ARMv8 instructions.
 //!
@@ -31,7 +35,8 @@ use core::arch::aarch64::*;
 use core::arch::asm;
 
 use super::act::{self, BLOCK_BYTES, D_AT, S_AT};
-use super::matmul::{FltKind, IntKind, Isa};
+use super::layout::PANEL_ROWS;
+use super::matmul::{ActRows, FltKind, IntKind, Isa, Panels};
 use super::KvType;
 use crate::quant::{f16_to_f32, QK};
 
@@ -94,6 +99,53 @@ macro_rules! by_kind {
 }
 
 impl<const DOT: bool> Isa for Neon<DOT> {
+    fn plain_int_tiles(&self) -> bool {
+        true
+    }
+
+    fn int_panels(
+        &self,
+        kind: IntKind,
+        w: &Panels,
+        a: &ActRows,
+        accumulate: bool,
+        state: &mut [f32],
+        width: usize,
+    ) {
+        super::scalar::Scalar.int_panels(kind, w, a, accumulate, state, width)
+    }
+
+    fn int_rows(
+        &self,
+        kind: IntKind,
+        w: &[u8],
+        row_bytes: usize,
+        n_rows: usize,
+        nb: usize,
+        a: &[u8],
+        next: &[u8],
+        out: &mut [f32; PANEL_ROWS],
+    ) {
+        // Two 8x1 tiles; rows past `n_rows` repeat row 0 (outputs unused).
+        let row = |i: usize| {
+            let i = if i < n_rows { i } else { 0 };
+            w.get(i.saturating_mul(row_bytes)..).unwrap_or(&[])
+        };
+        for h in 0..2 {
+            let rows: [&[u8]; 8] = core::array::from_fn(|i| row(8 * h + i));
+            let mut tile = [0f32; 8];
+            self.int_8x1(
+                kind,
+                rows,
+                if h == 1 { next } else { &[] },
+                a,
+                nb,
+                &mut tile,
+            );
+            out[8 * h..8 * h + 8].copy_from_slice(&tile);
+        }
+    }
+
     fn int_1x1(&self, kind: IntKind, w: &[u8], a: &[u8], nb: usize) -> f32 {
         // SAFETY: `self` exists, so the CPU has NEON and, if DOT, dotprod
         // (see `Neon::new`); the bodies check their slices.
@@ -441,8 +493,10 @@ unsafe fn int_tile<const K: u8, const NT: usize, const RT: usize, const DOT: boo
     }
     let zero = vdupq_n_f32(0.0);
     // One 8-lane accumulator (lanes 0-3, 4-7) per output; Q4_1's `summs`
-    // of output p in lane p % 4 of summs[p / 4].
+    // of output p in lane p % 4 of summs[p / 4]; Q4_0's single
+    // accumulators in `single`.
     let mut acc = [[(zero, zero); NT]; RT];
+    let mut single = [[0f32; NT]; RT];
     let mut summs = [zero; 2];
     // Lane p of the per-block scalars is output (row p / NT, feature
     // p % NT); lanes past NT * RT hold copies and are never read.
@@ -489,6 +543,12 @@ unsafe fn int_tile<const K: u8, const NT: usize, const RT: usize, const DOT: boo
             for r in 0..RT {
                 // SAFETY: DOT implies dotprod, per the caller.
                 let (s0, s1) = unsafe { block_products::<DOT>((lo, hi), av[r]) };
+                if K == K_Q4_0 {
+                    // The block total (exact), one fused multiply-add.
+                    let total = vaddvq_s32(vaddq_s32(s0, s1));
+                    single[r][n] = super::scalar::fmaf(total as f32, dd[r * NT + n], single[r][n]);
+                    continue;
+                }
                 let ddv = vdupq_n_f32(dd[r * NT + n]);
                 let (a0, a1) = acc[r][n];
                 acc[r][n] = (
@@ -516,10 +576,10 @@ unsafe fn int_tile<const K: u8, const NT: usize, const RT: usize, const DOT: boo
     for (r, acc_r) in acc.iter().enumerate() {
         for (n, &(a0, a1)) in acc_r.iter().enumerate() {
             let p = r * NT + n;
-            out[p] = if K == K_Q4_1 {
-                hsum8(a0, a1) + sm[p]
-            } else {
-                hsum8(a0, a1)
+            out[p] = match K {
+                K_Q4_1 => hsum8(a0, a1) + sm[p],
+                K_Q4_0 => single[r][n],
+                _ => hsum8(a0, a1),
             };
         }
     }
@@ -760,25 +820,27 @@ unsafe fn quantize_act_row(x: &[f32], out: &mut [u8]) {
             m = vmaxq_f32(m, vabsq_f32(*vi));
         }
         let (d, id) = act::scale(vmaxvq_f32(m));
-        let mut sum = vdupq_n_s32(0);
         let mut q = [vdupq_n_s32(0); 8];
         for (qi, vi) in q.iter_mut().zip(&v) {
             // One f32 multiply, then FCVTNS: round half to even, whatever
             // FPCR says.
             let r = vcvtnq_s32_f32(vmulq_n_f32(*vi, id));
             *qi = vminq_s32(vmaxq_s32(r, vdupq_n_s32(-127)), vdupq_n_s32(127));
-            sum = vaddq_s32(sum, *qi);
         }
         let h: [int16x8_t; 4] =
             core::array::from_fn(|i| vcombine_s16(vqmovn_s32(q[2 * i]), vqmovn_s32(q[2 * i + 1])));
         let b0 = vcombine_s8(vqmovn_s16(h[0]), vqmovn_s16(h[1]));
         let b1 = vcombine_s8(vqmovn_s16(h[2]), vqmovn_s16(h[3]));
-        // SAFETY: ob is 40 bytes; the values take the first 32.
+        let mut values = [0i8; QK];
+        // SAFETY: `values` is 32 bytes.
         unsafe {
-            vst1q_s8(ob.as_mut_ptr().cast(), b0);
-            vst1q_s8(ob.as_mut_ptr().add(16).cast(), b1);
+            vst1q_s8(values.as_mut_ptr(), b0);
+            vst1q_s8(values.as_mut_ptr().add(16), b1);
         }
-        act::write_tail(ob, d, vaddvq_s32(sum));
+        for (o, v) in ob.iter_mut().zip(values) {
+            *o = v as u8;
+        }
+        act::write_tail(ob, d, &values);
     }
 }
 

@@ -1,29 +1,30 @@
 //! Compute kernels: a scalar reference for every operation and SIMD bodies
-//! for x86_64 AVX2 and aarch64 NEON (with and without dotprod), chosen once
-//! at run time.
+//! for x86_64 (AVX2, AVX-VNNI, AVX-512 VNNI) and aarch64 (NEON, with
+//! dotprod, with i8mm), chosen once at run time.
 //!
 //! # Dispatch
 //!
-//! [`CpuFeatures`] says what the CPU can do (the host layer detects it with
-//! cpuid / hwcaps and vouches for it through the unsafe
-//! [`CpuFeatures::assume`]; core alone only knows the compile-time
-//! `cfg!(target_feature)` set). [`Kernels::new`] picks the best
-//! [`KernelPath`] or the one a caller forces, and refuses a path the
-//! features lack, so a SIMD body can never run on a CPU without its
-//! instructions. Every public operation checks its lengths, then calls the
-//! chosen path's body.
+//! [`CpuFeatures`] says what the CPU can do: [`CpuFeatures::detect`] asks
+//! `cpuid`/`xgetbv` on x86_64; on aarch64 the host layer reads the kernel's
+//! hwcaps and vouches for them through the unsafe [`CpuFeatures::assume`].
+//! [`Kernels::new`] picks the best [`KernelPath`] or the one a caller
+//! forces, and refuses a path the features lack, so a SIMD body can never
+//! run on a CPU without its instructions. Every public operation checks its
+//! lengths, then calls the chosen path's body.
 //!
 //! # Matrix multiplication
 //!
 //! Weights are used in place, in their stored block format. Quantized
 //! weights (Q8_0, Q4_0, Q4_1) multiply activations quantized per 32-value
 //! block ([`Kernels::quantize_act`]) with integer dot products; the f32
-//! formats (F32, F16, BF16) multiply f32 activations with f32 FMAs.
+//! formats (F32, F16, BF16) multiply f32 activations with f32 FMAs. On x86
+//! the integer GEMM reads weights in 16-row panels ([`WeightLayout`]):
+//! packed from plain rows on the fly, or stored that way in the file.
 //!
-//! The integer paths are **bit-identical across every path** (scalar,
-//! AVX2, NEON, NEON dotprod), and compute what llama.cpp's x86 AVX2 kernels
-//! compute (`docs/numerics.md` has the full definition). Per output, eight
-//! f32 lanes, block after block:
+//! The integer paths are **bit-identical across every path**, and compute
+//! what llama.cpp's x86 kernels compute by default for each type
+//! (`docs/numerics.md` has the full definition). Q8_0 and Q4_1, per output,
+//! eight f32 lanes, block after block:
 //!
 //! ```text
 //! dd      = d_w * d_a                              (f32 multiply)
@@ -34,6 +35,8 @@
 //!           [+ summs for Q4_1]
 //! ```
 //!
+//! Q4_0, per output, one f32 accumulator: `acc = fma(isum, dd, acc)` with
+//! `isum` the exact sum of the block's 32 products.
 //! (`w_j`: Q8_0's int8, Q4_0's nibble - 8, Q4_1's nibble; `d_a` and `s_a`
 //! are the activation block's f16-rounded scale and `d * sum(q_a)`.)
 //!
@@ -52,20 +55,22 @@
 //! e in m..n:  s = fma(a_e, b_e, s)                  (the tail, in order)
 //! ```
 //!
-//! Work is split by output feature: [`Kernels::matmul`] hands `par.threads()`
-//! contiguous ranges of weight rows to [`Parallel::run`]. Each output is
-//! computed by the same instruction sequence whichever tile, remainder path
-//! or thread computes it, so results are bit-identical for any thread count.
+//! Work is split by output feature: [`Kernels::matmul`] cuts the weight rows
+//! into a few pieces per thread and [`Parallel::run`] hands them out as
+//! threads ask. Each output is computed by the same instruction sequence
+//! whichever tile, remainder path or thread computes it, so results are
+//! bit-identical for any thread count.
 //!
 //! # Activation layout
 //!
-//! [`ActFormat::Q8_0`] and [`ActFormat::Q8_1`] activations are private to
-//! this module: [`act_bytes`] says how many bytes they take and
-//! [`Kernels::quantize_act`] writes them. (Today: per 32-value block, 32 x
-//! i8, then the f16-rounded scale and `d * sum` as native-endian f32; a
-//! block is 40 bytes.) Quantized values are in `-127..=127`.
+//! [`ActFormat::Q8`] activations are private to this module: [`act_bytes`]
+//! says how many bytes they take and [`Kernels::quantize_act`] writes them.
+//! (Today: per 32-value block, 32 x i8, the f16-rounded scale and `d * sum`
+//! as f32, the exact sum and eight group corrections as i32; a block is 76
+//! bytes.) Quantized values are in `-127..=127`.
 
 mod act;
+mod layout;
 mod matmul;
 mod out;
 mod scalar;
@@ -74,6 +79,8 @@ mod scalar;
 mod aarch64_neon;
 #[cfg(target_arch = "x86_64")]
 mod x86_avx2;
+#[cfg(target_arch = "x86_64")]
+mod x86_int;
 
 #[cfg(test)]
 mod tests;
@@ -81,6 +88,7 @@ mod tests;
 use crate::gguf::GgmlType;
 use crate::parallel::Parallel;
 use crate::{Error, Result};
+pub use layout::WeightLayout;
 pub(crate) use scalar::{fmaf, kv_round};
 
 /// A family of kernel bodies. Each needs some CPU features; see
@@ -91,28 +99,44 @@ pub enum KernelPath {
     Scalar,
     /// x86_64 AVX2 with FMA and F16C.
     Avx2,
+    /// x86_64 AVX2 with the VEX-encoded 256-bit VNNI dot product
+    /// (`vpdpbusd` ymm; Intel Alder Lake / Gracemont and later).
+    AvxVnni,
+    /// x86_64 AVX-512 (F, BW, VL) with 512-bit VNNI (`vpdpbusd` zmm; Intel
+    /// Ice Lake and later servers, AMD Zen 4 and later).
+    Avx512Vnni,
     /// aarch64 Advanced SIMD.
     Neon,
     /// aarch64 Advanced SIMD with the dot-product extension (`sdot`).
     NeonDotprod,
+    /// aarch64 Advanced SIMD with dotprod and the int8 matrix multiply
+    /// extension (`smmla`; Cortex-A510/A710/X2, Neoverse N2/V1 and later).
+    NeonI8mm,
 }
 
 impl KernelPath {
     /// Every path, portable first.
-    pub const ALL: [KernelPath; 4] = [
+    pub const ALL: [KernelPath; 7] = [
         KernelPath::Scalar,
         KernelPath::Avx2,
+        KernelPath::AvxVnni,
+        KernelPath::Avx512Vnni,
         KernelPath::Neon,
         KernelPath::NeonDotprod,
+        KernelPath::NeonI8mm,
     ];
 
-    /// Stable name: `"scalar"`, `"avx2"`, `"neon"`, `"neon-dotprod"`.
+    /// Stable name: `"scalar"`, `"avx2"`, `"avx-vnni"`, `"avx512-vnni"`,
+    /// `"neon"`, `"neon-dotprod"`, `"neon-i8mm"`.
     pub fn name(&self) -> &'static str {
         match self {
             KernelPath::Scalar => "scalar",
             KernelPath::Avx2 => "avx2",
+            KernelPath::AvxVnni => "avx-vnni",
+            KernelPath::Avx512Vnni => "avx512-vnni",
             KernelPath::Neon => "neon",
             KernelPath::NeonDotprod => "neon-dotprod",
+            KernelPath::NeonI8mm => "neon-i8mm",
         }
     }
 
@@ -123,11 +147,110 @@ impl KernelPath {
             .into_iter()
             .find(|p| p.name().eq_ignore_ascii_case(name))
     }
+
+    /// The CPU features the path needs (see [`CpuFeatures::supports`]).
+    pub fn requires(&self) -> &'static [CpuFeature] {
+        use CpuFeature::*;
+        match self {
+            KernelPath::Scalar => &[],
+            KernelPath::Avx2 => &[Avx2, Fma, F16c],
+            KernelPath::AvxVnni => &[Avx2, Fma, F16c, AvxVnni],
+            KernelPath::Avx512Vnni => &[Avx2, Fma, F16c, Avx512f, Avx512bw, Avx512vl, Avx512vnni],
+            KernelPath::Neon => &[Neon],
+            KernelPath::NeonDotprod => &[Neon, Dotprod],
+            KernelPath::NeonI8mm => &[Neon, Dotprod, I8mm],
+        }
+    }
+
+    /// The architecture the path's bodies are built for.
+    fn arch_is_built(&self) -> bool {
+        match self {
+            KernelPath::Scalar => true,
+            KernelPath::Avx2 | KernelPath::AvxVnni | KernelPath::Avx512Vnni => {
+                cfg!(target_arch = "x86_64")
+            }
+            KernelPath::Neon | KernelPath::NeonDotprod | KernelPath::NeonI8mm => {
+                cfg!(target_arch = "aarch64")
+            }
+        }
+    }
 }
 
 impl core::fmt::Display for KernelPath {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.write_str(self.name())
+    }
+}
+
+/// One CPU feature the kernels use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum CpuFeature {
+    /// x86_64 AVX2.
+    Avx2,
+    /// x86_64 FMA3.
+    Fma,
+    /// x86_64 F16C (half-precision conversions).
+    F16c,
+    /// x86_64 AVX-VNNI (VEX `vpdpbusd`).
+    AvxVnni,
+    /// x86_64 AVX-512 Foundation.
+    Avx512f,
+    /// x86_64 AVX-512 Byte and Word.
+    Avx512bw,
+    /// x86_64 AVX-512 Vector Length (the 128/256-bit EVEX forms).
+    Avx512vl,
+    /// x86_64 AVX-512 VNNI.
+    Avx512vnni,
+    /// aarch64 Advanced SIMD.
+    Neon,
+    /// aarch64 dot product (`sdot`).
+    Dotprod,
+    /// aarch64 int8 matrix multiply (`smmla`).
+    I8mm,
+}
+
+impl CpuFeature {
+    /// Every feature.
+    pub const ALL: [CpuFeature; 11] = [
+        CpuFeature::Avx2,
+        CpuFeature::Fma,
+        CpuFeature::F16c,
+        CpuFeature::AvxVnni,
+        CpuFeature::Avx512f,
+        CpuFeature::Avx512bw,
+        CpuFeature::Avx512vl,
+        CpuFeature::Avx512vnni,
+        CpuFeature::Neon,
+        CpuFeature::Dotprod,
+        CpuFeature::I8mm,
+    ];
+
+    const fn bit(self) -> u32 {
+        1 << self as u32
+    }
+
+    /// Whether this build already requires the feature of every CPU it runs
+    /// on (`cfg!(target_feature = ...)`).
+    fn compile_time(self) -> bool {
+        match self {
+            CpuFeature::Avx2 => cfg!(all(target_arch = "x86_64", target_feature = "avx2")),
+            CpuFeature::Fma => cfg!(all(target_arch = "x86_64", target_feature = "fma")),
+            CpuFeature::F16c => cfg!(all(target_arch = "x86_64", target_feature = "f16c")),
+            CpuFeature::AvxVnni => cfg!(all(target_arch = "x86_64", target_feature = "avxvnni")),
+            CpuFeature::Avx512f => cfg!(all(target_arch = "x86_64", target_feature = "avx512f")),
+            CpuFeature::Avx512bw => {
+                cfg!(all(target_arch = "x86_64", target_feature = "avx512bw"))
+            }
+            CpuFeature::Avx512vl => {
+                cfg!(all(target_arch = "x86_64", target_feature = "avx512vl"))
+            }
+            CpuFeature::Avx512vnni => {
+                cfg!(all(target_arch = "x86_64", target_feature = "avx512vnni"))
+            }
+            CpuFeature::Neon => cfg!(all(target_arch = "aarch64", target_feature = "neon")),
+            CpuFeature::Dotprod => cfg!(all(target_arch = "aarch64", target_feature = "dotprod")),
+            CpuFeature::I8mm => cfg!(all(target_arch = "aarch64", target_feature = "i8mm")),
+        }
     }
 }
 
@@ -138,35 +261,52 @@ impl core::fmt::Display for KernelPath {
 /// the unsafe [`CpuFeatures::assume`] create such values.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub struct CpuFeatures {
-    avx2: bool,
-    fma: bool,
-    f16c: bool,
-    neon: bool,
-    dotprod: bool,
+    bits: u32,
 }
 
 impl CpuFeatures {
     /// No features: only the scalar path.
     pub const fn none() -> Self {
-        CpuFeatures {
-            avx2: false,
-            fma: false,
-            f16c: false,
-            neon: false,
-            dotprod: false,
-        }
+        CpuFeatures { bits: 0 }
     }
 
     /// The features this build already requires of every CPU it runs on
     /// (`cfg!(target_feature = ...)`), e.g. NEON on aarch64, AVX2 with
     /// `-C target-cpu=native` on a recent x86.
     pub fn compile_time() -> Self {
+        let bits = CpuFeature::ALL
+            .into_iter()
+            .filter(|f| f.compile_time())
+            .fold(0, |b, f| b | f.bit());
+        CpuFeatures { bits }
+    }
+
+    /// The features of the running CPU that this code can find out without
+    /// an operating system: on x86_64 from `cpuid` and `xgetbv` (a feature
+    /// counts only if the OS also saves its registers); elsewhere the
+    /// compile-time set (aarch64 needs the kernel's hwcaps: the host layer
+    /// adds them through [`CpuFeatures::assume`]).
+    pub fn detect() -> Self {
+        #[cfg(target_arch = "x86_64")]
+        {
+            let found = x86_detect();
+            let bits = CpuFeature::ALL
+                .into_iter()
+                .filter(|f| found(*f))
+                .fold(0, |b, f| b | f.bit());
+            CpuFeatures { bits }.union(Self::compile_time())
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            Self::compile_time()
+        }
+    }
+
+    /// Every feature either value claims.
+    #[cfg(target_arch = "x86_64")]
+    fn union(self, other: Self) -> Self {
         CpuFeatures {
-            avx2: cfg!(all(target_arch = "x86_64", target_feature = "avx2")),
-            fma: cfg!(all(target_arch = "x86_64", target_feature = "fma")),
-            f16c: cfg!(all(target_arch = "x86_64", target_feature = "f16c")),
-            neon: cfg!(all(target_arch = "aarch64", target_feature = "neon")),
-            dotprod: cfg!(all(target_arch = "aarch64", target_feature = "dotprod")),
+            bits: self.bits | other.bits,
         }
     }
 
@@ -174,37 +314,95 @@ impl CpuFeatures {
     ///
     /// # Safety
     ///
-    /// The CPU this process runs on must have every feature passed as
-    /// `true` (x86_64: `avx2`, `fma`, `f16c`; aarch64: `neon`, `dotprod`), and
-    /// the operating system must preserve the registers they use. Kernels
-    /// built from these features execute those instructions.
-    pub unsafe fn assume(avx2: bool, fma: bool, f16c: bool, neon: bool, dotprod: bool) -> Self {
+    /// The CPU this process runs on must have every feature in `features`,
+    /// and the operating system must preserve the registers they use (for
+    /// AVX and AVX-512: the XSAVE state the OS enables, as `xgetbv` reports).
+    /// Kernels built from these features execute those instructions.
+    pub unsafe fn assume(features: &[CpuFeature]) -> Self {
         CpuFeatures {
-            avx2,
-            fma,
-            f16c,
-            neon,
-            dotprod,
+            bits: features.iter().fold(0, |b, f| b | f.bit()),
+        }
+    }
+
+    /// Whether the value claims `feature`.
+    pub fn has(&self, feature: CpuFeature) -> bool {
+        self.bits & feature.bit() != 0
+    }
+
+    /// These features without `feature` (always safe: claiming less).
+    pub fn without(self, feature: CpuFeature) -> Self {
+        CpuFeatures {
+            bits: self.bits & !feature.bit(),
         }
     }
 
     /// Whether `path` can run: the build targets its architecture and the
     /// CPU has its features.
     pub fn supports(&self, path: KernelPath) -> bool {
-        match path {
-            KernelPath::Scalar => true,
-            KernelPath::Avx2 => cfg!(target_arch = "x86_64") && self.avx2 && self.fma && self.f16c,
-            KernelPath::Neon => cfg!(target_arch = "aarch64") && self.neon,
-            KernelPath::NeonDotprod => cfg!(target_arch = "aarch64") && self.neon && self.dotprod,
-        }
+        path.arch_is_built() && path.requires().iter().all(|f| self.has(*f))
     }
 
     /// The fastest supported path.
     pub fn best_path(&self) -> KernelPath {
-        [KernelPath::NeonDotprod, KernelPath::Neon, KernelPath::Avx2]
-            .into_iter()
-            .find(|p| self.supports(*p))
-            .unwrap_or(KernelPath::Scalar)
+        [
+            KernelPath::NeonI8mm,
+            KernelPath::NeonDotprod,
+            KernelPath::Neon,
+            KernelPath::Avx512Vnni,
+            KernelPath::AvxVnni,
+            KernelPath::Avx2,
+        ]
+        .into_iter()
+        .find(|p| self.supports(*p))
+        .unwrap_or(KernelPath::Scalar)
+    }
+}
+
+/// `cpuid` and `xgetbv`: which of the x86 features the CPU has and the OS
+/// enables.
+#[cfg(target_arch = "x86_64")]
+#[allow(unused_unsafe)] // `cpuid` is a safe function in newer Rust only.
+fn x86_detect() -> impl Fn(CpuFeature) -> bool {
+    use core::arch::x86_64::{__cpuid, __cpuid_count, _xgetbv};
+    // SAFETY: `cpuid` exists on every x86_64 CPU; leaf 7 is read only when
+    // leaf 0 says it exists.
+    let (max_leaf, l1) = unsafe { (__cpuid(0).eax, __cpuid(1)) };
+    let bit = |r: u32, n: u32| r & (1 << n) != 0;
+    let osxsave = bit(l1.ecx, 27);
+    // SAFETY: `xgetbv` is available when CPUID.1:ECX.OSXSAVE is set.
+    let xcr0 = if osxsave { unsafe { _xgetbv(0) } } else { 0 };
+    // AVX needs the XMM and YMM state saved; AVX-512 also the opmask and
+    // both halves of the ZMM state.
+    let os_avx = xcr0 & 0b110 == 0b110;
+    let os_avx512 = os_avx && xcr0 & 0b1110_0000 == 0b1110_0000;
+    let (l7, l7_1) = if max_leaf >= 7 {
+        // SAFETY: leaf 7 exists (checked above).
+        unsafe { (__cpuid_count(7, 0), __cpuid_count(7, 1)) }
+    } else {
+        (__cpuid_zero(), __cpuid_zero())
+    };
+    let avx = os_avx && bit(l1.ecx, 28);
+    move |f| match f {
+        CpuFeature::Avx2 => avx && bit(l7.ebx, 5),
+        CpuFeature::Fma => avx && bit(l1.ecx, 12),
+        CpuFeature::F16c => avx && bit(l1.ecx, 29),
+        CpuFeature::AvxVnni => avx && bit(l7_1.eax, 4),
+        CpuFeature::Avx512f => os_avx512 && bit(l7.ebx, 16),
+        CpuFeature::Avx512bw => os_avx512 && bit(l7.ebx, 30),
+        CpuFeature::Avx512vl => os_avx512 && bit(l7.ebx, 31),
+        CpuFeature::Avx512vnni => os_avx512 && bit(l7.ecx, 11),
+        CpuFeature::Neon | CpuFeature::Dotprod | CpuFeature::I8mm => false,
+    }
+}
+
+/// An all-zero `cpuid` result.
+#[cfg(target_arch = "x86_64")]
+fn __cpuid_zero() -> core::arch::x86_64::CpuidResult {
+    core::arch::x86_64::CpuidResult {
+        eax: 0,
+        ebx: 0,
+        ecx: 0,
+        edx: 0,
     }
 }
 
@@ -230,9 +428,18 @@ impl Kernels {
                     KernelPath::Avx2 => {
                         "kernel path avx2 needs an x86_64 build and a CPU with AVX2, FMA and F16C"
                     }
+                    KernelPath::AvxVnni => {
+                        "kernel path avx-vnni needs an x86_64 build and a CPU with AVX2, FMA, F16C and AVX-VNNI"
+                    }
+                    KernelPath::Avx512Vnni => {
+                        "kernel path avx512-vnni needs an x86_64 build and a CPU with AVX2, FMA, F16C and AVX-512 F/BW/VL/VNNI"
+                    }
                     KernelPath::Neon => "kernel path neon needs an aarch64 build and NEON",
                     KernelPath::NeonDotprod => {
                         "kernel path neon-dotprod needs an aarch64 build and a CPU with dotprod"
+                    }
+                    KernelPath::NeonI8mm => {
+                        "kernel path neon-i8mm needs an aarch64 build and a CPU with dotprod and i8mm"
                     }
                 },
             });
@@ -258,19 +465,19 @@ impl Kernels {
 pub enum ActFormat {
     /// Plain f32 rows (for F32, F16 and BF16 weights).
     F32,
-    /// 8-bit blocks with a scale (for Q8_0 and Q4_0 weights).
-    Q8_0,
-    /// 8-bit blocks with a scale and `scale * sum` (for Q4_1 weights).
-    Q8_1,
+    /// 8-bit blocks of 32 with a scale, a scaled sum and an exact sum (for
+    /// Q8_0, Q4_0 and Q4_1 weights, plain or in panels).
+    Q8,
 }
 
-/// The activation format `weight`'s matmul reads: Q8_0 and Q4_0 take
-/// [`ActFormat::Q8_0`], Q4_1 takes [`ActFormat::Q8_1`], F32, F16 and BF16
-/// take [`ActFormat::F32`]. Other types have no matmul: an error.
+/// The activation format `weight`'s matmul reads: the integer formats take
+/// [`ActFormat::Q8`], F32, F16 and BF16 take [`ActFormat::F32`]. Other
+/// types have no matmul: an error.
 pub fn act_format(weight: GgmlType) -> Result<ActFormat> {
+    if matmul::int_kind(weight).is_some() {
+        return Ok(ActFormat::Q8);
+    }
     match weight {
-        GgmlType::Q8_0 | GgmlType::Q4_0 => Ok(ActFormat::Q8_0),
-        GgmlType::Q4_1 => Ok(ActFormat::Q8_1),
         GgmlType::F32 | GgmlType::F16 | GgmlType::BF16 => Ok(ActFormat::F32),
         _ => Err(Error::InvalidArgument {
             what: "no matmul kernel for this weight type",
@@ -285,7 +492,7 @@ pub fn act_format(weight: GgmlType) -> Result<ActFormat> {
 pub fn act_bytes(fmt: ActFormat, rows: usize, cols: usize) -> Option<usize> {
     match fmt {
         ActFormat::F32 => Some(0),
-        ActFormat::Q8_0 | ActFormat::Q8_1 => rows.checked_mul(act::row_bytes(cols)?),
+        ActFormat::Q8 => rows.checked_mul(act::row_bytes(cols)?),
     }
 }
 
@@ -301,6 +508,62 @@ pub struct Matrix<'a> {
     pub rows: usize,
     /// Values per row (GGUF `ne[0]`).
     pub cols: usize,
+}
+
+impl Matrix<'_> {
+    /// Row `n` as f32 (`out`: `cols` values), whatever the layout: the
+    /// embedding lookup of a token.
+    pub fn dequantize_row(&self, n: usize, out: &mut [f32]) -> Result<()> {
+        if out.len() != self.cols || n >= self.rows {
+            return Err(bad("dequantize_row: row out of range or out.len() != cols"));
+        }
+        let Some((kind, WeightLayout::Panel16)) = matmul::int_kind(self.ty) else {
+            let row_bytes = crate::quant::row_bytes(self.ty, self.cols)?;
+            let start = n
+                .checked_mul(row_bytes)
+                .ok_or(Error::Overflow { what: "row offset" })?;
+            let src = self
+                .data
+                .get(start..start.saturating_add(row_bytes))
+                .ok_or(bad("dequantize_row: row outside the matrix data"))?;
+            return crate::quant::dequantize_row(self.ty, src, out);
+        };
+        let nb = self.cols / crate::quant::QK;
+        let mut block = [0u8; 34];
+        let block = block.get_mut(..kind.block_bytes()).unwrap_or(&mut []);
+        for (b, chunk) in out.chunks_exact_mut(crate::quant::QK).enumerate() {
+            if !layout::unpack_block(kind, self.data, nb, n, b, block) {
+                return Err(bad("dequantize_row: block outside the matrix data"));
+            }
+            crate::quant::dequantize_row(self.ty.plain(), block, chunk)?;
+        }
+        Ok(())
+    }
+}
+
+/// Rewrites a plain matrix of `rows` x `cols` values of `ty` (`plain`) in
+/// the 16-row panel layout ([`WeightLayout::Panel16`]) into `out` (the same
+/// length) and returns the panel type. An error if `ty` has no panel form
+/// or `rows` is not a multiple of 16.
+pub fn to_panel_layout(
+    ty: GgmlType,
+    plain: &[u8],
+    rows: usize,
+    cols: usize,
+    out: &mut [u8],
+) -> Result<GgmlType> {
+    let (panel_ty, Some((kind, WeightLayout::Plain))) = (ty.panel16(), matmul::int_kind(ty)) else {
+        return Err(bad("to_panel_layout: the type has no panel layout"));
+    };
+    let panel_ty = panel_ty.ok_or(bad("to_panel_layout: the type has no panel layout"))?;
+    if !cols.is_multiple_of(crate::quant::QK)
+        || !layout::to_panels(kind, plain, rows, cols / crate::quant::QK, out)
+    {
+        return Err(bad(
+            "to_panel_layout: rows not a multiple of 16, or lengths do not match the shape",
+        ));
+    }
+    Ok(panel_ty)
 }
 
 /// Activations for [`Kernels::matmul`]: `rows` batch rows of `cols` values.
@@ -444,6 +707,11 @@ impl Kernels {
         if Some(w.data.len()) != w.rows.checked_mul(row_bytes) {
             return Err(bad("matmul: weight data length != rows * row bytes"));
         }
+        if !w.ty.rows_are_contiguous() && !w.rows.is_multiple_of(layout::PANEL_ROWS) {
+            return Err(bad(
+                "matmul: a panel-layout matrix needs a multiple of 16 rows",
+            ));
+        }
         match fmt {
             ActFormat::F32 => {
                 if Some(x.x.len()) != x.rows.checked_mul(x.cols) {
@@ -520,26 +788,39 @@ impl Kernels {
             "kv_attend: head dimension is not a whole number of blocks",
         ))?;
         rows_fit(scores.len(), row, stride, v.len())?;
-        self.with_isa(|isa| {
-            for (t, &s) in scores.iter().enumerate() {
-                let Some(v_t) = t
-                    .checked_mul(stride)
-                    .and_then(|o| v.get(o..o.checked_add(row)?))
-                else {
-                    return;
-                };
-                let (ms, vs) = if s > state.max {
-                    let ms = isa.expf(state.max - s);
-                    state.max = s;
-                    isa.kv_scale(ty, acc, ms);
-                    (ms, 1.0)
-                } else {
-                    (1.0, isa.expf(s - state.max))
-                };
-                isa.kv_mad(ty, v_t, vs, acc);
-                state.sum = scalar::fmaf(state.sum, ms, vs);
-            }
-        });
+        self.with_isa(|isa| matmul::attend_keys(isa, ty, scores, v, stride, row, state, acc));
+        Ok(())
+    }
+
+    /// One page of attention for one query head, fused: the scaled scores
+    /// `scores[t] = scale * dot(q, K_t)` of the `scores.len()` keys `K_t`
+    /// (rows of `q.len()` values of `ty` at byte offset `t * stride` of
+    /// `k`), then [`Kernels::kv_attend`] over the value rows in `v` (same
+    /// stride). Exactly the bits of [`Kernels::kv_scores`], a multiply by
+    /// `scale`, and [`Kernels::kv_attend`]; `scores` is scratch whose
+    /// contents afterwards are the scaled scores.
+    #[allow(clippy::too_many_arguments)]
+    pub fn attend_page(
+        &self,
+        ty: KvType,
+        q: &[f32],
+        k: &[u8],
+        v: &[u8],
+        stride: usize,
+        scale: f32,
+        scores: &mut [f32],
+        state: &mut SoftmaxState,
+        acc: &mut [f32],
+    ) -> Result<()> {
+        let row = ty.row_bytes(q.len()).ok_or(bad(
+            "attend_page: head dimension is not a whole number of blocks",
+        ))?;
+        if acc.len() != q.len() {
+            return Err(bad("attend_page: acc.len() != q.len()"));
+        }
+        rows_fit(scores.len(), row, stride, k.len())?;
+        rows_fit(scores.len(), row, stride, v.len())?;
+        self.with_isa(|isa| isa.attend_page(ty, q, k, v, stride, scale, scores, state, acc));
         Ok(())
     }
 
@@ -561,6 +842,18 @@ impl Kernels {
         Ok(())
     }
 
+    /// The SwiGLU gate of the feed-forward block, in place:
+    /// `gate[i] = silu(gate[i]) * up[i]` with ggml's vector `expf`, bit for
+    /// bit as [`crate::model::ops::swiglu`] on every path. The slices must
+    /// have the same length.
+    pub fn swiglu(&self, gate: &mut [f32], up: &[f32]) -> Result<()> {
+        if gate.len() != up.len() {
+            return Err(bad("swiglu: gate and up lengths differ"));
+        }
+        self.with_isa(|isa| isa.swiglu(gate, up));
+        Ok(())
+    }
+
     /// Runs `f` with the instruction-set token of this path.
     fn with_isa<R>(&self, f: impl FnOnce(&dyn matmul::Isa) -> R) -> R {
         match self.path {
@@ -568,7 +861,20 @@ impl Kernels {
             KernelPath::Avx2 => {
                 // SAFETY: `Kernels` only holds `Avx2` when `CpuFeatures`
                 // (whose constructors vouch for the CPU) supports it.
-                let isa = unsafe { x86_avx2::Avx2::new() };
+                let isa = unsafe { x86_int::X86::<x86_int::Avx2Dot>::new() };
+                f(&isa)
+            }
+            #[cfg(target_arch = "x86_64")]
+            KernelPath::AvxVnni => {
+                // SAFETY: as above, the CPU has AVX2, FMA, F16C and AVX-VNNI.
+                let isa = unsafe { x86_int::X86::<x86_int::AvxVnniDot>::new() };
+                f(&isa)
+            }
+            #[cfg(target_arch = "x86_64")]
+            KernelPath::Avx512Vnni => {
+                // SAFETY: as above, the CPU has AVX2, FMA, F16C and AVX-512
+                // F/BW/VL/VNNI.
+                let isa = unsafe { x86_int::X86::<x86_int::Avx512Dot>::new() };
                 f(&isa)
             }
             #[cfg(target_arch = "aarch64")]
@@ -578,8 +884,10 @@ impl Kernels {
                 f(&isa)
             }
             #[cfg(target_arch = "aarch64")]
-            KernelPath::NeonDotprod => {
-                // SAFETY: as above, the CPU has NEON and dotprod.
+            KernelPath::NeonDotprod | KernelPath::NeonI8mm => {
+                // SAFETY: as above, the CPU has NEON and dotprod (the i8mm
+                // path requires both too; until its `smmla` bodies exist it
+                // runs the dotprod ones).
                 let isa = unsafe { aarch64_neon::Neon::<true>::new() };
                 f(&isa)
             }

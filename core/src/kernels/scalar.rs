@@ -2,7 +2,8 @@
 //! time, written to be read. The SIMD paths are tested against it.
 
 use super::act::{self, BLOCK_BYTES};
-use super::matmul::{FltKind, IntKind, Isa};
+use super::layout::{lane_block, PANEL_ROWS};
+use super::matmul::{ActRows, Arith, FltKind, IntKind, Isa, Panels};
 use super::KvType;
 use crate::quant::{bf16_to_f32, f16_to_f32, f32_to_f16, QK};
 
@@ -44,19 +45,53 @@ fn weight_values(kind: IntKind, w: &[u8]) -> [i8; QK] {
     v
 }
 
-/// The 8 exact lane sums of one weight block times one activation block:
-/// lane `l` is `sum(w_j * a_j)` over elements `4l..4l+4`.
+/// Adds one block to an output's running state (docs/numerics.md): for
+/// [`Arith::BlockSum`] the exact sum of the block's 32 products by one FMA
+/// into `st[0]`; for [`Arith::Lanes8`] the exact sums of 4 products by FMA
+/// into lanes `st[0..8]`, and for Q4_1 `m_w * s_a` added to `st[8]`.
 #[inline]
-fn lane_sums(w: &[i8; QK], a: &[u8; QK]) -> [i32; 8] {
-    let mut s = [0i32; 8];
-    for ((lane, wc), ac) in s.iter_mut().zip(w.chunks_exact(4)).zip(a.chunks_exact(4)) {
-        *lane = wc
-            .iter()
-            .zip(ac)
-            .map(|(x, y)| i32::from(*x) * i32::from(*y as i8))
-            .sum();
+fn int_block(kind: IntKind, w: &[u8], a: &[u8; BLOCK_BYTES], st: &mut [f32; 9]) {
+    let a = act::parts(a);
+    let values = weight_values(kind, w);
+    let dd = f16_at(w, 0) * a.d;
+    let product = |j: usize| i32::from(values[j]) * i32::from(a.q[j] as i8);
+    match kind.arith() {
+        Arith::BlockSum => {
+            // |isum| <= 32 * 128 * 127 < 2^24: exact in f32.
+            let isum: i32 = (0..QK).map(product).sum();
+            st[0] = fmaf(isum as f32, dd, st[0]);
+        }
+        Arith::Lanes8 => {
+            for (l, lane) in st.iter_mut().take(8).enumerate() {
+                let isum: i32 = (4 * l..4 * l + 4).map(product).sum();
+                *lane = fmaf(dd, isum as f32, *lane);
+            }
+            if kind == IntKind::Q4_1 {
+                // A multiply and an add, not fused.
+                st[8] += f16_at(w, 2) * a.s;
+            }
+        }
     }
-    s
+}
+
+/// One output on a plain row: every block of `w` into a fresh state, then
+/// [`IntKind::finish`].
+pub(crate) fn int_dot(kind: IntKind, w: &[u8], a: &[u8], nb: usize) -> f32 {
+    let mut st = [0f32; 9];
+    for (b, wb) in w.chunks_exact(kind.block_bytes()).take(nb).enumerate() {
+        int_block(kind, wb, act_block(a, b), &mut st);
+    }
+    kind.finish(|l| st[l])
+}
+
+/// Activation block `b` of `row` (a zero block past the end).
+#[inline]
+fn act_block(row: &[u8], b: usize) -> &[u8; BLOCK_BYTES] {
+    const ZERO: [u8; BLOCK_BYTES] = [0; BLOCK_BYTES];
+    b.checked_mul(BLOCK_BYTES)
+        .and_then(|at| row.get(at..at.checked_add(BLOCK_BYTES)?))
+        .and_then(|s| s.try_into().ok())
+        .unwrap_or(&ZERO)
 }
 
 /// `a * b + c` rounded once (round to nearest even): exactly `libm::fmaf`
@@ -130,41 +165,64 @@ pub(crate) fn reduce32(acc: [[f32; 8]; 4]) -> f32 {
     (t[0] + t[1]) + (t[2] + t[3])
 }
 
-/// `((a0 + a4) + (a2 + a6)) + ((a1 + a5) + (a3 + a7))`: ggml's
-/// `hsum_float_8`.
-#[inline]
-fn hsum8(a: [f32; 8]) -> f32 {
-    ((a[0] + a[4]) + (a[2] + a[6])) + ((a[1] + a[5]) + (a[3] + a[7]))
-}
-
 impl Isa for Scalar {
-    /// The canonical arithmetic (docs/numerics.md), written out.
-    fn int_1x1(&self, kind: IntKind, w: &[u8], a: &[u8], nb: usize) -> f32 {
-        let mut acc = [0.0f32; 8];
-        let mut summs = 0.0f32;
-        for (wb, ab) in w
-            .chunks_exact(kind.block_bytes())
-            .zip(a.chunks_exact(BLOCK_BYTES))
-            .take(nb)
-        {
-            let Ok(ab) = <&[u8; BLOCK_BYTES]>::try_from(ab) else {
-                break;
-            };
-            let (aq, da, sa) = act::parts(ab);
-            let dd = f16_at(wb, 0) * da;
-            let isums = lane_sums(&weight_values(kind, wb), aq);
-            for (lane, isum) in acc.iter_mut().zip(isums) {
-                // |isum| <= 4 * 128 * 127: exact in f32.
-                *lane = fmaf(dd, isum as f32, *lane);
-            }
-            if kind == IntKind::Q4_1 {
-                // A multiply and an add, not fused.
-                summs += f16_at(wb, 2) * sa;
+    fn int_panels(
+        &self,
+        kind: IntKind,
+        w: &Panels,
+        a: &ActRows,
+        accumulate: bool,
+        state: &mut [f32],
+        width: usize,
+    ) {
+        if !w.fits(kind) || !a.fits(w.nb) || width < w.np * PANEL_ROWS {
+            return;
+        }
+        let s_len = kind.state_len();
+        let pbb = kind.panel_block_bytes();
+        let mut block = [0u8; 34];
+        let block = &mut block[..kind.block_bytes()];
+        for r in 0..a.rows {
+            let a_row = a.data.get(r * a.stride..).unwrap_or(&[]);
+            for p in 0..w.np {
+                let panel = w.data.get(p * w.panel_stride..).unwrap_or(&[]);
+                for i in 0..PANEL_ROWS {
+                    let n = p * PANEL_ROWS + i;
+                    let at = |l: usize| (r * s_len + l) * width + n;
+                    let mut st = [0f32; 9];
+                    if accumulate {
+                        for (l, v) in st.iter_mut().enumerate().take(s_len) {
+                            *v = state.get(at(l)).copied().unwrap_or(0.0);
+                        }
+                    }
+                    for (b, col) in panel.chunks_exact(pbb).take(w.nb).enumerate() {
+                        lane_block(kind, col, i, block);
+                        int_block(kind, block, act_block(a_row, a.b0 + b), &mut st);
+                    }
+                    for (l, v) in st.iter().enumerate().take(s_len) {
+                        if let Some(o) = state.get_mut(at(l)) {
+                            *o = *v;
+                        }
+                    }
+                }
             }
         }
-        match kind {
-            IntKind::Q4_1 => hsum8(acc) + summs,
-            _ => hsum8(acc),
+    }
+
+    fn int_rows(
+        &self,
+        kind: IntKind,
+        w: &[u8],
+        row_bytes: usize,
+        n_rows: usize,
+        nb: usize,
+        a: &[u8],
+        _next: &[u8],
+        out: &mut [f32; PANEL_ROWS],
+    ) {
+        for (i, o) in out.iter_mut().enumerate().take(n_rows) {
+            let row = w.get(i.saturating_mul(row_bytes)..).unwrap_or(&[]);
+            *o = int_dot(kind, row, a, nb);
         }
     }
 

@@ -26,26 +26,9 @@ use crate::quant;
 // ---------------------------------------------------------------------------
 // Which paths to cover.
 
-/// The features the test binary's CPU reports.
-fn detected() -> CpuFeatures {
-    #[cfg(target_arch = "x86_64")]
-    {
-        let avx2 = std::is_x86_feature_detected!("avx2");
-        let fma = std::is_x86_feature_detected!("fma");
-        let f16c = std::is_x86_feature_detected!("f16c");
-        // SAFETY: the features were just detected on this CPU.
-        unsafe { CpuFeatures::assume(avx2, fma, f16c, false, false) }
-    }
-    #[cfg(target_arch = "aarch64")]
-    {
-        let neon = std::arch::is_aarch64_feature_detected!("neon");
-        let dotprod = std::arch::is_aarch64_feature_detected!("dotprod");
-        // SAFETY: the features were just detected on this CPU.
-        unsafe { CpuFeatures::assume(false, false, false, neon, dotprod) }
-    }
-    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
-    CpuFeatures::none()
-}
+#[path = "../../tests/support/cpu.rs"]
+mod cpu;
+use cpu::detected;
 
 /// Every path this CPU runs. Fails if `ALM_REQUIRE_PATHS` (a comma list of
 /// path names) names a path the CPU lacks, so CI cannot silently skip one.
@@ -253,6 +236,30 @@ impl Case {
         }
     }
 
+    /// The same matrix in 16-row panels (the Panel16 type), if it has a
+    /// panel form.
+    fn panels(&self) -> Option<Case> {
+        let panel_ty = self.ty.panel16()?;
+        if !self.rows.is_multiple_of(16) {
+            return None;
+        }
+        let mut w = vec![0u8; self.w.len()];
+        let (kind, _) = matmul::int_kind(self.ty)?;
+        assert!(layout::to_panels(
+            kind,
+            &self.w,
+            self.rows,
+            self.cols / 32,
+            &mut w
+        ));
+        Some(Case {
+            ty: panel_ty,
+            w,
+            x: self.x.clone(),
+            ..*self
+        })
+    }
+
     fn quantized(&self, k: &Kernels) -> (ActFormat, Vec<u8>) {
         let fmt = act_format(self.ty).unwrap();
         let mut q = vec![0u8; act_bytes(fmt, self.batch, self.cols).unwrap()];
@@ -300,7 +307,12 @@ fn first_difference(a: &[f32], b: &[f32]) -> String {
 }
 
 /// (rows, cols, batch): tails of every tile, the real model's widths.
-const SHAPES: [(usize, usize, usize); 9] = [
+///
+/// For the integer GEMM: one panel and several (rows 16, 48, 80 have a
+/// panel form), a short last panel, every remainder of the row tiles
+/// (batch 1 to 9), rows whose plain panels do not fit the pack buffer at
+/// once (cols 2048 and 4096: packed a block range at a time).
+const SHAPES: [(usize, usize, usize); 16] = [
     (1, 32, 1),
     (7, 64, 3),
     (8, 96, 1),
@@ -310,6 +322,13 @@ const SHAPES: [(usize, usize, usize); 9] = [
     (24, 576, 1),
     (33, 160, 7),
     (64, 576, 2),
+    (48, 96, 9),
+    (80, 64, 6),
+    (50, 128, 8),
+    (16, 2048, 3),
+    (32, 4096, 2),
+    (48, 4096, 1),
+    (112, 32, 13),
 ];
 
 // ---------------------------------------------------------------------------
@@ -319,7 +338,7 @@ const SHAPES: [(usize, usize, usize); 9] = [
 fn forcing_an_unsupported_path_is_an_error() {
     let none = CpuFeatures::none();
     assert_eq!(none.best_path(), KernelPath::Scalar);
-    for p in [KernelPath::Avx2, KernelPath::Neon, KernelPath::NeonDotprod] {
+    for p in KernelPath::ALL.into_iter().skip(1) {
         assert!(!none.supports(p));
         assert!(Kernels::new(&none, Some(p)).is_err(), "{p}");
     }
@@ -330,26 +349,49 @@ fn forcing_an_unsupported_path_is_an_error() {
     // A path of the other architecture is refused even if claimed.
     // SAFETY: this value is only used to choose a path, and the paths it
     // could choose on this architecture are checked against `detected()`.
-    let all = unsafe { CpuFeatures::assume(true, true, true, true, true) };
+    let all = unsafe { CpuFeatures::assume(&CpuFeature::ALL) };
     #[cfg(target_arch = "x86_64")]
     {
-        assert!(Kernels::new(&all, Some(KernelPath::Neon)).is_err());
-        assert!(Kernels::new(&all, Some(KernelPath::NeonDotprod)).is_err());
-        assert_eq!(all.best_path(), KernelPath::Avx2);
+        for p in [
+            KernelPath::Neon,
+            KernelPath::NeonDotprod,
+            KernelPath::NeonI8mm,
+        ] {
+            assert!(Kernels::new(&all, Some(p)).is_err(), "{p}");
+        }
+        assert_eq!(all.best_path(), KernelPath::Avx512Vnni);
+        assert_eq!(
+            all.without(CpuFeature::Avx512vnni).best_path(),
+            KernelPath::AvxVnni
+        );
+        assert_eq!(
+            all.without(CpuFeature::Avx512bw)
+                .without(CpuFeature::AvxVnni)
+                .best_path(),
+            KernelPath::Avx2
+        );
     }
     #[cfg(target_arch = "aarch64")]
     {
-        assert!(Kernels::new(&all, Some(KernelPath::Avx2)).is_err());
-        assert_eq!(all.best_path(), KernelPath::NeonDotprod);
+        for p in [
+            KernelPath::Avx2,
+            KernelPath::AvxVnni,
+            KernelPath::Avx512Vnni,
+        ] {
+            assert!(Kernels::new(&all, Some(p)).is_err(), "{p}");
+        }
+        assert_eq!(all.best_path(), KernelPath::NeonI8mm);
+        assert_eq!(
+            all.without(CpuFeature::I8mm).best_path(),
+            KernelPath::NeonDotprod
+        );
     }
-    // Partial x86 features are not enough for avx2.
-    // SAFETY: only `supports` is asked.
-    let partial = unsafe { CpuFeatures::assume(true, false, true, false, false) };
-    assert!(!partial.supports(KernelPath::Avx2));
-    // NEON dotprod needs NEON too.
-    // SAFETY: only `supports` is asked.
-    let dot_only = unsafe { CpuFeatures::assume(false, false, false, false, true) };
-    assert!(!dot_only.supports(KernelPath::NeonDotprod));
+    // Every path needs all of its features: dropping any one refuses it.
+    for p in KernelPath::ALL {
+        for f in p.requires() {
+            assert!(!all.without(*f).supports(p), "{p} without {f:?}");
+        }
+    }
     assert_eq!(Kernels::scalar().path(), KernelPath::Scalar);
 }
 
@@ -377,18 +419,20 @@ fn path_names_round_trip() {
 
 #[test]
 fn act_formats_and_sizes() {
-    assert_eq!(act_format(GgmlType::Q8_0).unwrap(), ActFormat::Q8_0);
-    assert_eq!(act_format(GgmlType::Q4_0).unwrap(), ActFormat::Q8_0);
-    assert_eq!(act_format(GgmlType::Q4_1).unwrap(), ActFormat::Q8_1);
+    for t in INT_TYPES {
+        assert_eq!(act_format(t).unwrap(), ActFormat::Q8);
+        assert_eq!(act_format(t.panel16().unwrap()).unwrap(), ActFormat::Q8);
+    }
     for t in FLT_TYPES {
         assert_eq!(act_format(t).unwrap(), ActFormat::F32);
     }
     assert!(act_format(GgmlType::Q6_K).is_err());
     assert_eq!(act_bytes(ActFormat::F32, 3, 7), Some(0));
-    // 576 values: 18 blocks of 40 bytes.
-    assert_eq!(act_bytes(ActFormat::Q8_0, 2, 576), Some(2 * 720));
-    assert_eq!(act_bytes(ActFormat::Q8_1, 1, 33), None);
-    assert_eq!(act_bytes(ActFormat::Q8_0, usize::MAX, 64), None);
+    // 576 values: 18 blocks of 76 bytes.
+    assert_eq!(act::BLOCK_BYTES, 76);
+    assert_eq!(act_bytes(ActFormat::Q8, 2, 576), Some(2 * 18 * 76));
+    assert_eq!(act_bytes(ActFormat::Q8, 1, 33), None);
+    assert_eq!(act_bytes(ActFormat::Q8, usize::MAX, 64), None);
     assert_eq!(KvType::Q8_0.row_bytes(64), Some(68));
     assert_eq!(KvType::Q8_0.row_bytes(48), None);
     assert_eq!(KvType::F16.row_bytes(64), Some(128));
@@ -456,7 +500,7 @@ fn matmul_refuses_bad_shapes() {
             &Serial,
             &w,
             &Act {
-                fmt: ActFormat::Q8_1,
+                fmt: ActFormat::F32,
                 ..act
             },
             &mut y
@@ -528,15 +572,20 @@ fn matmul_refuses_bad_shapes() {
 fn quantize_act_refuses_bad_lengths() {
     let k = Kernels::scalar();
     let x = [0.5f32; 64];
-    let mut out = [0u8; 80];
-    assert!(k.quantize_act(ActFormat::Q8_0, &x, 64, &mut out).is_ok());
-    assert!(k.quantize_act(ActFormat::Q8_0, &x, 0, &mut out).is_err());
-    assert!(k.quantize_act(ActFormat::Q8_0, &x, 48, &mut out).is_err());
+    let mut out = [0u8; 2 * act::BLOCK_BYTES];
+    assert!(k.quantize_act(ActFormat::Q8, &x, 64, &mut out).is_ok());
+    assert!(k.quantize_act(ActFormat::Q8, &x, 0, &mut out).is_err());
+    assert!(k.quantize_act(ActFormat::Q8, &x, 48, &mut out).is_err());
     assert!(k
-        .quantize_act(ActFormat::Q8_0, &x[..48], 48, &mut out[..60])
+        .quantize_act(
+            ActFormat::Q8,
+            &x[..48],
+            48,
+            &mut out[..act::BLOCK_BYTES * 3 / 2]
+        )
         .is_err());
     assert!(k
-        .quantize_act(ActFormat::Q8_1, &x, 32, &mut out[..79])
+        .quantize_act(ActFormat::Q8, &x, 32, &mut out[..2 * act::BLOCK_BYTES - 1])
         .is_err());
     assert!(k.quantize_act(ActFormat::F32, &x, 64, &mut []).is_ok());
     assert!(k.quantize_act(ActFormat::F32, &x, 64, &mut out).is_err());
@@ -608,7 +657,8 @@ fn quantize_act_is_identical_on_every_path() {
         x[3] = 1e-38; // a block scale below the normal range elsewhere
         x[4] = 3.5;
         x[5] = -0.5;
-        for fmt in [ActFormat::Q8_0, ActFormat::Q8_1] {
+        {
+            let fmt = ActFormat::Q8;
             let mut want = vec![0u8; act_bytes(fmt, 3, cols).unwrap()];
             scalar.quantize_act(fmt, &x, cols, &mut want).unwrap();
             assert_eq!(want[1] as i8, 2, "2.5 rounds half to even");
@@ -624,10 +674,10 @@ fn quantize_act_is_identical_on_every_path() {
     }
     // A block of tiny values (127 / amax overflows) quantizes to zeros.
     let tiny = [1e-40f32; 32];
-    let mut out = [0u8; 40];
+    let mut out = [0u8; act::BLOCK_BYTES];
     for path in paths() {
         kernels(path)
-            .quantize_act(ActFormat::Q8_0, &tiny, 32, &mut out)
+            .quantize_act(ActFormat::Q8, &tiny, 32, &mut out)
             .unwrap();
         assert!(out[..32].iter().all(|b| *b == 0), "{path}");
     }
@@ -777,14 +827,24 @@ mod spec {
     }
 
     /// One output: weight row `w_row` (of `ty`) times the f32 row `x`.
+    /// Q4_0: per block the exact sum of the 32 products, one FMA into the
+    /// single accumulator. Q8_0 and Q4_1: eight lanes, each taking the
+    /// exact sum of 4 products by FMA, `hsum_float_8` at the end (plus the
+    /// minimum sum, added up by separate multiply and add, for Q4_1).
     pub fn dot(ty: GgmlType, w_row: &[u8], x: &[f32]) -> f32 {
         let bb = ty.type_size() as usize;
         let mut acc = [0f32; 8];
         let mut summs = 0f32;
+        let mut single = 0f32;
         for (wb, xb) in w_row.chunks(bb).zip(x.chunks(32)) {
             let a = quantize(xb);
             let (dw, mw, w) = weight_block(ty, wb);
             let dd = dw * a.d;
+            if ty == GgmlType::Q4_0 {
+                let isum: i32 = (0..32).map(|j| w[j] * a.q[j] as i32).sum();
+                single = (isum as f32).mul_add(dd, single);
+                continue;
+            }
             for l in 0..8 {
                 let isum: i32 = (4 * l..4 * l + 4).map(|j| w[j] * a.q[j] as i32).sum();
                 acc[l] = dd.mul_add(isum as f32, acc[l]);
@@ -792,6 +852,9 @@ mod spec {
             if ty == GgmlType::Q4_1 {
                 summs = summs + mw * a.s;
             }
+        }
+        if ty == GgmlType::Q4_0 {
+            return single;
         }
         let r = ((acc[0] + acc[4]) + (acc[2] + acc[6])) + ((acc[1] + acc[5]) + (acc[3] + acc[7]));
         if ty == GgmlType::Q4_1 {
@@ -975,18 +1038,28 @@ fn quantize_act_follows_the_spec_on_every_path() {
         ties += xb.iter().filter(|v| (*v * id).fract().abs() == 0.5).count();
     }
     assert!(ties > 200, "only {ties} ties");
-    for fmt in [ActFormat::Q8_0, ActFormat::Q8_1] {
+    {
+        let fmt = ActFormat::Q8;
         for path in paths() {
             let mut got = vec![0u8; act_bytes(fmt, 1, cols).unwrap()];
             kernels(path).quantize_act(fmt, &x, cols, &mut got).unwrap();
-            for (i, (xb, gb)) in x.chunks(32).zip(got.chunks(40)).enumerate() {
+            for (i, (xb, gb)) in x.chunks(32).zip(got.chunks(act::BLOCK_BYTES)).enumerate() {
                 let want = spec::quantize(xb);
                 let q: Vec<i8> = gb[..32].iter().map(|b| *b as i8).collect();
                 assert_eq!(q, want.q, "{path} {fmt:?} block {i}: {xb:?}");
                 let d = f32::from_ne_bytes(gb[32..36].try_into().unwrap());
                 let s = f32::from_ne_bytes(gb[36..40].try_into().unwrap());
+                let qsum = i32::from_ne_bytes(gb[40..44].try_into().unwrap());
                 assert_eq!(d.to_bits(), want.d.to_bits(), "{path} block {i} d");
                 assert_eq!(s.to_bits(), want.s.to_bits(), "{path} block {i} s");
+                let want_sum: i32 = want.q.iter().map(|v| i32::from(*v)).sum();
+                assert_eq!(qsum, want_sum, "{path} block {i} sum");
+                for l in 0..8 {
+                    let at = 44 + 4 * l;
+                    let corr = i32::from_ne_bytes(gb[at..at + 4].try_into().unwrap());
+                    let group: i32 = want.q[4 * l..4 * l + 4].iter().map(|v| i32::from(*v)).sum();
+                    assert_eq!(corr, -128 * group, "{path} block {i} group {l}");
+                }
             }
         }
     }
@@ -1049,20 +1122,28 @@ fn integer_matmul_follows_the_spec_on_every_path() {
 fn integer_matmul_is_bit_identical_on_every_path() {
     let mut rng = Rng(11);
     let scalar = Kernels::scalar();
+    let mut panel_cases = 0;
     for ty in INT_TYPES {
         for (i, (rows, cols, batch)) in SHAPES.into_iter().enumerate() {
             let case = Case::new(&mut rng, ty, rows, cols, batch, i % 2 == 1);
             let want = case.run(&scalar, &Serial);
+            let panels = case.panels();
             for path in paths() {
-                let got = case.run(&kernels(path), &Serial);
-                assert!(
-                    same_bits(&got, &want),
-                    "{path} {ty} {rows}x{cols} batch {batch}: {}",
-                    first_difference(&got, &want)
-                );
+                let k = kernels(path);
+                for (layout, c) in [("plain", Some(&case)), ("panels", panels.as_ref())] {
+                    let Some(c) = c else { continue };
+                    let got = c.run(&k, &Serial);
+                    assert!(
+                        same_bits(&got, &want),
+                        "{path} {ty} {layout} {rows}x{cols} batch {batch}: {}",
+                        first_difference(&got, &want)
+                    );
+                }
             }
+            panel_cases += usize::from(panels.is_some());
         }
     }
+    assert!(panel_cases >= 18, "{panel_cases} shapes with a panel form");
 }
 
 /// Float-weight shapes (rows, cols, batch): column tails of every length
@@ -1596,4 +1677,166 @@ fn kv_store_is_identical_on_every_path() {
             );
         }
     }
+}
+
+#[test]
+fn swiglu_is_identical_on_every_path() {
+    let mut rng = Rng(29);
+    for n in [0, 1, 7, 8, 9, 64, 1536, 1541] {
+        let mut gate: Vec<f32> = (0..n).map(|_| rng.unit() * 12.0).collect();
+        let up: Vec<f32> = (0..n).map(|_| rng.unit() * 3.0).collect();
+        // Values where ggml's exp leaves the normal exponent range (-g
+        // beyond +-87.3 or +-126 ln 2 scaling), and non-finite ones.
+        for (i, v) in [
+            100.0,
+            -100.0,
+            150.0,
+            -200.0,
+            f32::INFINITY,
+            f32::NAN,
+            -0.0,
+            1e-40,
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            if let Some(g) = gate.get_mut(i * 5 + 3) {
+                *g = v;
+            }
+        }
+        let mut want = gate.clone();
+        crate::model::ops::swiglu(&mut want, &up);
+        for path in paths() {
+            let mut got = gate.clone();
+            kernels(path).swiglu(&mut got, &up).unwrap();
+            assert!(
+                same_bits(&got, &want),
+                "{path} n {n}: {}",
+                first_difference(&got, &want)
+            );
+        }
+    }
+    assert!(Kernels::scalar().swiglu(&mut [0.0; 3], &[1.0; 2]).is_err());
+}
+
+#[test]
+fn attend_page_equals_its_steps_on_every_path() {
+    // The fused page attention against kv_scores, a scale and kv_attend
+    // on the scalar path: pages of every length class around the fused
+    // body's steps of 32 keys, head sizes with and without a multiple of 8,
+    // scores far below the maximum (expf underflows to 0) and NaN.
+    let mut rng = Rng(31);
+    for ty in [KvType::F16, KvType::Q8_0, KvType::F32] {
+        for dim in [64, 256, 72, 8, 3, 40] {
+            let Some(rb) = ty.row_bytes(dim) else {
+                continue;
+            };
+            for n in [1, 7, 16, 31, 32, 33, 70] {
+                let stride = rb + 4;
+                let keys = kv_rows(&mut rng, ty, dim, n, stride);
+                let values = kv_rows(&mut rng, ty, dim, n, stride);
+                let mut q: Vec<f32> = (0..dim).map(|_| rng.unit() * 2.0).collect();
+                if n == 33 {
+                    q[0] = 4000.0; // scores far apart: many factors underflow
+                }
+                let scale = 0.125;
+                let starts = [
+                    SoftmaxState::new(),
+                    SoftmaxState {
+                        max: 0.75,
+                        sum: 3.5,
+                    },
+                ];
+                for start in starts {
+                    let init: Vec<f32> = (0..dim).map(|i| (i % 7) as f32 * 0.25).collect();
+                    let mut want_acc = if start.sum == 0.0 {
+                        vec![0.0; dim]
+                    } else {
+                        init.clone()
+                    };
+                    let mut want_st = start;
+                    let mut want_scores = vec![0f32; n];
+                    let s = Kernels::scalar();
+                    s.kv_scores(ty, &q, &keys, stride, &mut want_scores)
+                        .unwrap();
+                    for x in want_scores.iter_mut() {
+                        *x *= scale;
+                    }
+                    s.kv_attend(
+                        ty,
+                        &want_scores,
+                        &values,
+                        stride,
+                        &mut want_st,
+                        &mut want_acc,
+                    )
+                    .unwrap();
+                    for path in paths() {
+                        let mut acc = if start.sum == 0.0 {
+                            vec![0.0; dim]
+                        } else {
+                            init.clone()
+                        };
+                        let mut st = start;
+                        let mut scores = vec![0f32; n];
+                        kernels(path)
+                            .attend_page(
+                                ty,
+                                &q,
+                                &keys,
+                                &values,
+                                stride,
+                                scale,
+                                &mut scores,
+                                &mut st,
+                                &mut acc,
+                            )
+                            .unwrap();
+                        let what = std::format!("{path} {ty:?} dim {dim} n {n}");
+                        assert!(same_bits(&scores, &want_scores), "{what} scores");
+                        assert!(
+                            same_bits(&acc, &want_acc),
+                            "{what}: {}",
+                            first_difference(&acc, &want_acc)
+                        );
+                        assert_eq!(st.max.to_bits(), want_st.max.to_bits(), "{what} max");
+                        assert_eq!(st.sum.to_bits(), want_st.sum.to_bits(), "{what} sum");
+                    }
+                }
+            }
+        }
+    }
+    let k = Kernels::scalar();
+    let mut st = SoftmaxState::new();
+    let (keys, mut sc, mut acc) = (vec![0u8; 128], vec![0f32; 2], vec![0f32; 64]);
+    assert!(
+        k.attend_page(
+            KvType::F16,
+            &[0.0; 64],
+            &keys,
+            &keys,
+            128,
+            1.0,
+            &mut sc,
+            &mut st,
+            &mut acc
+        )
+        .is_err(),
+        "2 rows do not fit"
+    );
+    assert!(
+        k.attend_page(
+            KvType::F16,
+            &[0.0; 32],
+            &keys,
+            &keys,
+            64,
+            1.0,
+            &mut sc,
+            &mut st,
+            &mut acc
+        )
+        .is_err(),
+        "q and acc differ"
+    );
 }

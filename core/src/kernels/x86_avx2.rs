@@ -1,20 +1,6 @@
-//! x86_64 AVX2 (+ FMA, F16C) bodies.
-//!
-//! Integer matmul, per 32-value block and output: the 8 exact i32 lane
-//! sums of 4 consecutive products (docs/numerics.md), as ggml's
-//! `mul_sum_i8_pairs_float`:
-//! * Q8_0 weights: `maddubs(|w|, sign(a, w))` — the weight's magnitude as
-//!   the unsigned operand (|-128| = 128 fits a u8), the activation (never
-//!   -128) carrying the sign — then `madd` by ones.
-//! * Q4_0 / Q4_1 weights: the nibbles (0..=15) are already unsigned:
-//!   `maddubs(q, a)`; Q4_0's `- 8` is subtracted from the 16-bit pair sums
-//!   as `maddubs(8, a)` (computed once per activation block).
-//!
-//! No 16-bit sum can saturate (at most 2 * 128 * 127 = 32512), so every
-//! lane sum is exact. Each output keeps its own 8-lane accumulator, updated
-//! `fma(dd, lanes, acc)` block after block and reduced by [`hsum_ps`]: the
-//! canonical order of roundings, so the result is bit-identical to the
-//! scalar path.
+//! x86_64 AVX2 (+ FMA, F16C) bodies of everything but the integer matmul
+//! (which is in [`super::x86_int`]): shared by the AVX2, AVX-VNNI and
+//! AVX-512 VNNI paths.
 //!
 //! Float dot products (F32 / F16 / BF16 weights, `kv_scores`): four 8-lane
 //! accumulators per output, `vfmadd` per 8 values, reduced by [`reduce32`],
@@ -26,8 +12,8 @@
 
 use core::arch::x86_64::*;
 
-use super::act::{self, BLOCK_BYTES, D_AT, S_AT};
-use super::matmul::{FltKind, IntKind, Isa};
+use super::act::{self, BLOCK_BYTES};
+use super::matmul::FltKind;
 use super::KvType;
 use crate::quant::{f16_to_f32, f32_to_f16, QK};
 
@@ -46,72 +32,17 @@ impl Avx2 {
     }
 }
 
-const K_Q8_0: u8 = 0;
-const K_Q4_0: u8 = 1;
-const K_Q4_1: u8 = 2;
-
 const F_F32: u8 = 0;
 const F_F16: u8 = 1;
 const F_BF16: u8 = 2;
 /// Q8_0 cached keys (for `kv_scores`).
 const K_Q8: u8 = 3;
 
-impl Isa for Avx2 {
-    fn int_1x1(&self, kind: IntKind, w: &[u8], a: &[u8], nb: usize) -> f32 {
-        // SAFETY: `self` exists, so the CPU has avx2, fma and f16c (see
-        // `Avx2::new`), which is all the bodies below require.
-        unsafe {
-            let mut out = [0f32; 8];
-            match kind {
-                IntKind::Q8_0 => int_tile::<K_Q8_0, 1, 1>(&[w], &[], &[a], nb, &mut out),
-                IntKind::Q4_0 => int_tile::<K_Q4_0, 1, 1>(&[w], &[], &[a], nb, &mut out),
-                IntKind::Q4_1 => int_tile::<K_Q4_1, 1, 1>(&[w], &[], &[a], nb, &mut out),
-            }
-            out[0]
-        }
-    }
-
-    fn int_8x1(
-        &self,
-        kind: IntKind,
-        w: [&[u8]; 8],
-        next: &[u8],
-        a: &[u8],
-        nb: usize,
-        out: &mut [f32; 8],
-    ) {
-        // SAFETY: as in `int_1x1`.
-        unsafe {
-            match kind {
-                IntKind::Q8_0 => int_tile::<K_Q8_0, 8, 1>(&w, next, &[a], nb, out),
-                IntKind::Q4_0 => int_tile::<K_Q4_0, 8, 1>(&w, next, &[a], nb, out),
-                IntKind::Q4_1 => int_tile::<K_Q4_1, 8, 1>(&w, next, &[a], nb, out),
-            }
-        }
-    }
-
-    fn int_4x2(
-        &self,
-        kind: IntKind,
-        w: [&[u8]; 4],
-        next: &[u8],
-        a: [&[u8]; 2],
-        nb: usize,
-        out: &mut [f32; 8],
-    ) {
-        // SAFETY: as in `int_1x1`.
-        unsafe {
-            match kind {
-                IntKind::Q8_0 => int_tile::<K_Q8_0, 4, 2>(&w, next, &a, nb, out),
-                IntKind::Q4_0 => int_tile::<K_Q4_0, 4, 2>(&w, next, &a, nb, out),
-                IntKind::Q4_1 => int_tile::<K_Q4_1, 4, 2>(&w, next, &a, nb, out),
-            }
-        }
-    }
-
-    fn flt_1x1(&self, kind: FltKind, w: &[u8], x: &[f32]) -> f32 {
+/// The float and attention bodies, shared by every x86 path ([`super::x86_int::X86`]).
+impl Avx2 {
+    pub(crate) fn flt_1x1(&self, kind: FltKind, w: &[u8], x: &[f32]) -> f32 {
         let mut out = [0f32; 8];
-        // SAFETY: as in `int_1x1`.
+        // SAFETY: `Avx2` exists only where AVX2, FMA and F16C are available.
         unsafe {
             match kind {
                 FltKind::F32 => flt_tile::<F_F32, 1, 1>(&[w], &[], &[x], &mut out),
@@ -122,8 +53,15 @@ impl Isa for Avx2 {
         out[0]
     }
 
-    fn flt_8x1(&self, kind: FltKind, w: [&[u8]; 8], next: &[u8], x: &[f32], out: &mut [f32; 8]) {
-        // SAFETY: as in `int_1x1`.
+    pub(crate) fn flt_8x1(
+        &self,
+        kind: FltKind,
+        w: [&[u8]; 8],
+        next: &[u8],
+        x: &[f32],
+        out: &mut [f32; 8],
+    ) {
+        // SAFETY: `Avx2` exists only where AVX2, FMA and F16C are available.
         unsafe {
             match kind {
                 FltKind::F32 => flt_tile::<F_F32, 8, 1>(&w, next, &[x], out),
@@ -133,7 +71,7 @@ impl Isa for Avx2 {
         }
     }
 
-    fn flt_4x2(
+    pub(crate) fn flt_4x2(
         &self,
         kind: FltKind,
         w: [&[u8]; 4],
@@ -141,7 +79,7 @@ impl Isa for Avx2 {
         x: [&[f32]; 2],
         out: &mut [f32; 8],
     ) {
-        // SAFETY: as in `int_1x1`.
+        // SAFETY: `Avx2` exists only where AVX2, FMA and F16C are available.
         unsafe {
             match kind {
                 FltKind::F32 => flt_tile::<F_F32, 4, 2>(&w, next, &x, out),
@@ -151,42 +89,63 @@ impl Isa for Avx2 {
         }
     }
 
-    fn quantize_act_row(&self, x: &[f32], out: &mut [u8]) {
-        // SAFETY: as in `int_1x1`.
+    pub(crate) fn quantize_act_row(&self, x: &[f32], out: &mut [u8]) {
+        // SAFETY: `Avx2` exists only where AVX2, FMA and F16C are available.
         unsafe { quantize_act_row(x, out) }
     }
 
-    fn kv_scores(&self, ty: KvType, q: &[f32], k: &[u8], stride: usize, out: &mut [f32]) {
-        // SAFETY: as in `int_1x1`.
+    pub(crate) fn kv_scores(
+        &self,
+        ty: KvType,
+        q: &[f32],
+        k: &[u8],
+        stride: usize,
+        out: &mut [f32],
+    ) {
+        // SAFETY: `Avx2` exists only where AVX2, FMA and F16C are available.
         unsafe { kv_scores(ty, q, k, stride, out) }
     }
 
-    fn kv_scale(&self, ty: KvType, acc: &mut [f32], m: f32) {
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn attend_page(
+        &self,
+        ty: KvType,
+        q: &[f32],
+        k: &[u8],
+        v: &[u8],
+        stride: usize,
+        scale: f32,
+        scores: &mut [f32],
+        state: &mut super::SoftmaxState,
+        acc: &mut [f32],
+    ) -> bool {
+        // SAFETY: `Avx2` exists only where AVX2, FMA and F16C are available.
+        unsafe { attend_page(ty, q, k, v, stride, scale, scores, state, acc) }
+    }
+
+    pub(crate) fn kv_scale(&self, ty: KvType, acc: &mut [f32], m: f32) {
         // SAFETY: `Avx2` exists only where AVX2, FMA and F16C are available.
         unsafe { kv_scale(ty, acc, m) }
     }
 
-    fn kv_mad(&self, ty: KvType, row: &[u8], w: f32, acc: &mut [f32]) {
+    pub(crate) fn kv_mad(&self, ty: KvType, row: &[u8], w: f32, acc: &mut [f32]) {
         // SAFETY: as above.
         unsafe { kv_mad(ty, row, w, acc) }
     }
 
-    fn expf(&self, x: f32) -> f32 {
-        // SAFETY: as in `int_1x1`.
+    pub(crate) fn expf(&self, x: f32) -> f32 {
+        // SAFETY: `Avx2` exists only where AVX2, FMA and F16C are available.
         unsafe { expf_fma(x) }
     }
 
-    fn kv_store_f16(&self, x: &[f32], out: &mut [u8]) {
-        // SAFETY: as in `int_1x1`.
-        unsafe { kv_store_f16(x, out) }
+    pub(crate) fn swiglu(&self, gate: &mut [f32], up: &[f32]) {
+        // SAFETY: `Avx2` exists only where AVX2, FMA and F16C are available.
+        unsafe { swiglu(gate, up) }
     }
-}
 
-const fn block_bytes(k: u8) -> usize {
-    match k {
-        K_Q8_0 => IntKind::Q8_0.block_bytes(),
-        K_Q4_0 => IntKind::Q4_0.block_bytes(),
-        _ => IntKind::Q4_1.block_bytes(),
+    pub(crate) fn kv_store_f16(&self, x: &[f32], out: &mut [u8]) {
+        // SAFETY: `Avx2` exists only where AVX2, FMA and F16C are available.
+        unsafe { kv_store_f16(x, out) }
     }
 }
 
@@ -221,193 +180,6 @@ unsafe fn read_u16(p: *const u8) -> u16 {
     u16::from_le(unsafe { core::ptr::read_unaligned(p.cast::<u16>()) })
 }
 
-/// Reads a native-endian 4-byte value (activation scale or sum).
-///
-/// # Safety
-///
-/// `p` must be valid for reading 4 bytes.
-#[inline(always)]
-unsafe fn read_4(p: *const u8) -> [u8; 4] {
-    // SAFETY: the caller guarantees 4 readable bytes.
-    unsafe { core::ptr::read_unaligned(p.cast::<[u8; 4]>()) }
-}
-
-/// One weight block: its 32 values as bytes (i8 for Q8_0, nibbles 0..=15
-/// in element order for Q4_*), the scale bits and (Q4_1) the minimum bits.
-///
-/// # Safety
-///
-/// `p` must be valid for reading one block of kind `K`.
-#[target_feature(enable = "avx2,fma,f16c")]
-#[inline]
-unsafe fn load_weight_block<const K: u8>(p: *const u8) -> (__m256i, u16, u16) {
-    // SAFETY: a block of `K` is 2 (+2 for Q4_1) header bytes followed by 32
-    // (Q8_0) or 16 (Q4_*) value bytes, all within the caller's guarantee.
-    unsafe {
-        let d = read_u16(p);
-        match K {
-            K_Q8_0 => (_mm256_loadu_si256(p.add(2).cast()), d, 0),
-            _ => {
-                let (m, qs) = if K == K_Q4_1 {
-                    (read_u16(p.add(2)), p.add(4))
-                } else {
-                    (0, p.add(2))
-                };
-                // The 16 bytes in both halves; the upper half shifted right
-                // by 4 so its low nibbles are the high ones; then mask.
-                let packed = _mm256_broadcastsi128_si256(_mm_loadu_si128(qs.cast()));
-                let shifted = _mm256_srlv_epi64(packed, _mm256_setr_epi64x(0, 0, 4, 4));
-                (_mm256_and_si256(shifted, _mm256_set1_epi8(0x0f)), d, m)
-            }
-        }
-    }
-}
-
-/// The 8 exact lane sums of one weight block times one activation block
-/// (lane `l`: elements `4l..4l+4`). `w_abs` is `|w|` for Q8_0 (else
-/// unused), `a8` is `maddubs(8, a)` for Q4_0 (else unused).
-#[target_feature(enable = "avx2,fma,f16c")]
-#[inline]
-fn block_products<const K: u8>(w: __m256i, w_abs: __m256i, a: __m256i, a8: __m256i) -> __m256i {
-    let pairs = match K {
-        K_Q8_0 => _mm256_maddubs_epi16(w_abs, _mm256_sign_epi8(a, w)),
-        // |q * a| pair sums <= 3810, 8 * (a + a') <= 2032: no overflow.
-        K_Q4_0 => _mm256_sub_epi16(_mm256_maddubs_epi16(w, a), a8),
-        _ => _mm256_maddubs_epi16(w, a),
-    };
-    _mm256_madd_epi16(pairs, _mm256_set1_epi16(1))
-}
-
-/// Total of 8 x i32 (exact, wrapping).
-#[target_feature(enable = "avx2,fma,f16c")]
-#[inline]
-fn hsum_i32(v: __m256i) -> i32 {
-    let s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256::<1>(v));
-    let s = _mm_add_epi32(s, _mm_shuffle_epi32::<0b01_00_11_10>(s));
-    let s = _mm_add_epi32(s, _mm_shuffle_epi32::<0b10_11_00_01>(s));
-    _mm_cvtsi128_si32(s)
-}
-
-/// `NT x RT` outputs (`NT * RT <= 8`): `out[r * NT + n] = dot(w[n], a[r])`
-/// (the other entries of `out` are unspecified). Every output is computed
-/// by the same sequence of f32 operations whatever `NT` and `RT` are.
-#[target_feature(enable = "avx2,fma,f16c")]
-fn int_tile<const K: u8, const NT: usize, const RT: usize>(
-    w: &[&[u8]; NT],
-    next: &[u8],
-    a: &[&[u8]; RT],
-    nb: usize,
-    out: &mut [f32; 8],
-) {
-    const { assert!(NT * RT <= 8 && NT * RT > 0) };
-    let bb = block_bytes(K);
-    if !rows_hold(w, nb, bb) || !rows_hold(a, nb, BLOCK_BYTES) {
-        *out = [0.0; 8];
-        return;
-    }
-    let wp: [*const u8; NT] = core::array::from_fn(|n| w[n].as_ptr());
-    let ap: [*const u8; RT] = core::array::from_fn(|r| a[r].as_ptr());
-    // One 8-lane accumulator per output; Q4_1's `summs` of output p in
-    // lane p.
-    let mut acc = [[_mm256_setzero_ps(); NT]; RT];
-    let mut summs = _mm256_setzero_ps();
-    // Lane p of the per-block scalars is output (row p / NT, feature
-    // p % NT); lanes past NT * RT hold copies and are never read.
-    let row_of = |p: usize| if p < NT * RT { p / NT } else { 0 };
-    let prefetch_step = next.len().div_ceil(64).div_ceil(nb.max(1));
-    for b in 0..nb {
-        prefetch_lines(next, b * prefetch_step, prefetch_step);
-        let mut av = [_mm256_setzero_si256(); RT];
-        let mut a8 = [_mm256_setzero_si256(); RT];
-        let mut da = [0f32; RT];
-        let mut sa = [0f32; RT];
-        for r in 0..RT {
-            // SAFETY: rows_hold checked `nb * BLOCK_BYTES` readable bytes per
-            // activation row, and `b < nb`; a block is 32 values, then d
-            // and s.
-            unsafe {
-                let p = ap[r].add(b * BLOCK_BYTES);
-                av[r] = _mm256_loadu_si256(p.cast());
-                da[r] = f32::from_ne_bytes(read_4(p.add(D_AT)));
-                sa[r] = f32::from_ne_bytes(read_4(p.add(S_AT)));
-            }
-            if K == K_Q4_0 {
-                a8[r] = _mm256_maddubs_epi16(_mm256_set1_epi8(8), av[r]);
-            }
-        }
-        let mut dw = [0u16; NT];
-        let mut mw = [0u16; NT];
-        for n in 0..NT {
-            // SAFETY: rows_hold checked `nb * bb` readable bytes per weight
-            // row, and `b < nb`; the header is the first 2 (Q4_1: 4) bytes.
-            unsafe {
-                let p = wp[n].add(b * bb);
-                dw[n] = read_u16(p);
-                if K == K_Q4_1 {
-                    mw[n] = read_u16(p.add(2));
-                }
-            }
-        }
-        // dd = f32(d_w) * d_a for the 8 (or fewer) outputs at once.
-        let dwv = f16x8_to_f32(core::array::from_fn(|p| dw[p % NT]));
-        let dav = f32x8(core::array::from_fn(|p| da[row_of(p)]));
-        let mut dd = [0f32; 8];
-        // SAFETY: `dd` is 8 f32.
-        unsafe { _mm256_storeu_ps(dd.as_mut_ptr(), _mm256_mul_ps(dwv, dav)) };
-        for n in 0..NT {
-            // SAFETY: as for the header above.
-            let (wv, _, _) = unsafe { load_weight_block::<K>(wp[n].add(b * bb)) };
-            let w_abs = if K == K_Q8_0 { _mm256_abs_epi8(wv) } else { wv };
-            for r in 0..RT {
-                let lanes = _mm256_cvtepi32_ps(block_products::<K>(wv, w_abs, av[r], a8[r]));
-                acc[r][n] = _mm256_fmadd_ps(_mm256_set1_ps(dd[r * NT + n]), lanes, acc[r][n]);
-            }
-        }
-        if K == K_Q4_1 {
-            // summs + m_w * s_a: a multiply and an add, not fused.
-            let mwv = f16x8_to_f32(core::array::from_fn(|p| mw[p % NT]));
-            let sav = f32x8(core::array::from_fn(|p| sa[row_of(p)]));
-            summs = _mm256_add_ps(summs, _mm256_mul_ps(mwv, sav));
-        }
-    }
-    let mut sm = [0f32; 8];
-    // SAFETY: `sm` is 8 f32.
-    unsafe { _mm256_storeu_ps(sm.as_mut_ptr(), summs) };
-    for (r, acc_r) in acc.iter().enumerate() {
-        for (n, acc_rn) in acc_r.iter().enumerate() {
-            let p = r * NT + n;
-            out[p] = if K == K_Q4_1 {
-                hsum_ps(*acc_rn) + sm[p]
-            } else {
-                hsum_ps(*acc_rn)
-            };
-        }
-    }
-}
-
-/// 8 binary16 values to f32 (exact). The halves are assembled in general
-/// registers: inserting words into a vector register (`vpinsrw`) would
-/// make the result depend on whatever that register held before, which the
-/// compiler may pick from the accumulators, chaining every block's scales
-/// to the previous block's FMAs.
-#[target_feature(enable = "avx2,fma,f16c")]
-#[inline]
-fn f16x8_to_f32(h: [u16; 8]) -> __m256 {
-    let pack = |q: &[u16]| {
-        q.iter()
-            .rev()
-            .fold(0u64, |acc, v| (acc << 16) | u64::from(*v))
-    };
-    let (lo, hi) = h.split_at(4);
-    _mm256_cvtph_ps(_mm_set_epi64x(pack(hi) as i64, pack(lo) as i64))
-}
-
-#[target_feature(enable = "avx2,fma,f16c")]
-#[inline]
-fn f32x8(v: [f32; 8]) -> __m256 {
-    _mm256_setr_ps(v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7])
-}
-
 /// 8 weights of kind `F` from `p` as f32.
 ///
 /// # Safety
@@ -433,17 +205,6 @@ const fn flt_bytes(f: u8) -> usize {
         F_F32 => 4,
         _ => 2,
     }
-}
-
-/// Horizontal sum of 8 lanes in a fixed order:
-/// `((l0 + l4) + (l2 + l6)) + ((l1 + l5) + (l3 + l7))`.
-#[target_feature(enable = "avx2,fma,f16c")]
-#[inline]
-fn hsum_ps(v: __m256) -> f32 {
-    let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
-    let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    let s = _mm_add_ss(s, _mm_shuffle_ps::<0b01>(s, s));
-    _mm_cvtss_f32(s)
 }
 
 /// The canonical reduction of a float dot's 4 x 8 partial sums
@@ -654,19 +415,19 @@ fn quantize_act_row(x: &[f32], out: &mut [u8]) {
         let idv = _mm256_set1_ps(id);
         // One f32 multiply, then round: as ggml's `_mm256_round_ps`.
         let q: [__m256i; 4] = core::array::from_fn(|i| round_clamp(_mm256_mul_ps(v[i], idv)));
-        let sum = hsum_i32(_mm256_add_epi32(
-            _mm256_add_epi32(q[0], q[1]),
-            _mm256_add_epi32(q[2], q[3]),
-        ));
         let p01 = _mm256_packs_epi32(q[0], q[1]);
         let p23 = _mm256_packs_epi32(q[2], q[3]);
         let bytes = _mm256_permutevar8x32_epi32(
             _mm256_packs_epi16(p01, p23),
             _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7),
         );
-        // SAFETY: ob is 40 bytes; the values take the first 32.
-        unsafe { _mm256_storeu_si256(ob.as_mut_ptr().cast(), bytes) };
-        act::write_tail(ob, d, sum);
+        let mut values = [0i8; QK];
+        // SAFETY: `values` is 32 bytes.
+        unsafe { _mm256_storeu_si256(values.as_mut_ptr().cast(), bytes) };
+        for (o, v) in ob.iter_mut().zip(values) {
+            *o = v as u8;
+        }
+        act::write_tail(ob, d, &values);
     }
 }
 
@@ -861,4 +622,286 @@ fn kv_store_f16(x: &[f32], out: &mut [u8]) {
     {
         o.copy_from_slice(&f32_to_f16(*v).to_le_bytes());
     }
+}
+
+/// [`crate::model::ops::ggml_expf`] on 8 lanes, for lanes whose `n` is a
+/// normal exponent (`|n| <= 126`); the mask says which lanes need the
+/// scalar routine's two-step scaling instead.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+fn ggml_expf8(x: __m256) -> (__m256, i32) {
+    let c = |bits: u32| _mm256_castsi256_ps(_mm256_set1_epi32(bits as i32));
+    let shift = c(0x4b40_0000);
+    let z = _mm256_fmadd_ps(x, c(0x3fb8_aa3b), shift);
+    let n = _mm256_sub_ps(z, shift);
+    let b = _mm256_fnmadd_ps(n, c(0x35bf_be8e), _mm256_fnmadd_ps(n, c(0x3f31_7200), x));
+    let e = _mm256_slli_epi32::<23>(_mm256_castps_si256(z));
+    let k = _mm256_castsi256_ps(_mm256_add_epi32(e, _mm256_set1_epi32(0x3f80_0000)));
+    let u = _mm256_mul_ps(b, b);
+    let j = _mm256_fmadd_ps(
+        _mm256_fmadd_ps(
+            _mm256_fmadd_ps(c(0x3c07_2010), b, c(0x3d2b_9f17)),
+            u,
+            _mm256_fmadd_ps(c(0x3e2a_af33), b, c(0x3eff_fedb)),
+        ),
+        u,
+        _mm256_mul_ps(c(0x3f7f_fff6), b),
+    );
+    let abs_n = _mm256_andnot_ps(_mm256_set1_ps(-0.0), n);
+    let big = _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_GT_OQ>(abs_n, _mm256_set1_ps(126.0)));
+    (_mm256_fmadd_ps(k, j, k), big)
+}
+
+/// [`super::matmul::Isa::swiglu`]: 8 lanes at a time; a chunk with a lane
+/// outside `expf`'s normal range, and the tail, take the scalar routine.
+#[target_feature(enable = "avx2,fma,f16c")]
+fn swiglu(gate: &mut [f32], up: &[f32]) {
+    let n = gate.len().min(up.len());
+    let (gate, up) = (&mut gate[..n], &up[..n]);
+    let mut gs = gate.chunks_exact_mut(8);
+    let mut us = up.chunks_exact(8);
+    for (g, u) in (&mut gs).zip(&mut us) {
+        // SAFETY: both chunks are 8 f32.
+        unsafe {
+            let gv = _mm256_loadu_ps(g.as_ptr());
+            let (e, big) = ggml_expf8(_mm256_xor_ps(gv, _mm256_set1_ps(-0.0)));
+            if big != 0 {
+                crate::model::ops::swiglu(g, u);
+                continue;
+            }
+            let s = _mm256_div_ps(gv, _mm256_add_ps(_mm256_set1_ps(1.0), e));
+            _mm256_storeu_ps(
+                g.as_mut_ptr(),
+                _mm256_mul_ps(s, _mm256_loadu_ps(u.as_ptr())),
+            );
+        }
+    }
+    crate::model::ops::swiglu(gs.into_remainder(), us.remainder());
+}
+
+/// [`crate::math::expf`] of 4 values, lanes computed as the scalar routine
+/// does in f64 (the same operations, fused where it fuses); lanes that need
+/// its special cases (`|x| >= 88`, infinities, NaN) take the scalar routine.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+fn expf4(x: [f32; 4]) -> [f32; 4] {
+    let e = &crate::math::EXPF;
+    // SAFETY: `x` is 4 f32.
+    let xd = _mm256_cvtps_pd(unsafe { _mm_loadu_ps(x.as_ptr()) });
+    let z = _mm256_mul_pd(_mm256_set1_pd(e.inv_ln2_n), xd);
+    let kd = _mm256_add_pd(z, _mm256_set1_pd(e.shift));
+    let ki = _mm256_castpd_si256(kd);
+    let kd = _mm256_sub_pd(kd, _mm256_set1_pd(e.shift));
+    let r = _mm256_sub_pd(z, kd);
+    let idx = _mm256_and_si256(ki, _mm256_set1_epi64x(31));
+    // SAFETY: every index is in 0..32, inside the table.
+    let t =
+        unsafe { _mm256_i64gather_epi64::<8>(crate::math::EXP2_TABLE.as_ptr().cast::<i64>(), idx) };
+    let s = _mm256_castsi256_pd(_mm256_add_epi64(t, _mm256_slli_epi64::<47>(ki)));
+    let zz = _mm256_fmadd_pd(_mm256_set1_pd(e.c0), r, _mm256_set1_pd(e.c1));
+    let r2 = _mm256_mul_pd(r, r);
+    let y = _mm256_fmadd_pd(_mm256_set1_pd(e.c2), r, _mm256_set1_pd(1.0));
+    let y = _mm256_fmadd_pd(zz, r2, y);
+    let mut out = [0f32; 4];
+    // SAFETY: `out` is 4 f32.
+    unsafe { _mm_storeu_ps(out.as_mut_ptr(), _mm256_cvtpd_ps(_mm256_mul_pd(y, s))) };
+    for (o, xi) in out.iter_mut().zip(x) {
+        if crate::math::expf_is_special(xi) {
+            *o = expf_fma(xi);
+        }
+    }
+    out
+}
+
+/// Keys per step of [`attend_page`]: the softmax factors of this many keys
+/// are computed together.
+const KEYS: usize = 32;
+
+/// [`super::matmul::Isa::attend_page`] for head dimensions that are a
+/// multiple of 8 (`false`, doing nothing, otherwise): the scores, then per step of
+/// [`KEYS`] keys: the running maximum key by key (scalar), every `expf` of
+/// the step 4 at a time, the sums, then the value rows streamed into the
+/// accumulator 64 dimensions at a time, held in registers across the keys.
+/// Each dimension sees the same operations in the same order as
+/// [`super::matmul::attend_keys`]; only the order between dimensions and
+/// between the sum and the accumulator changes, which no result depends on.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[allow(clippy::too_many_arguments)]
+fn attend_page(
+    ty: KvType,
+    q: &[f32],
+    k: &[u8],
+    v: &[u8],
+    stride: usize,
+    scale: f32,
+    scores: &mut [f32],
+    state: &mut super::SoftmaxState,
+    acc: &mut [f32],
+) -> bool {
+    let dim = acc.len();
+    let row = ty.row_bytes(dim);
+    let rows_ok = |buf: &[u8]| {
+        row.is_some_and(|rb| {
+            scores.is_empty()
+                || (scores.len() - 1)
+                    .checked_mul(stride)
+                    .and_then(|e| e.checked_add(rb))
+                    .is_some_and(|end| end <= buf.len())
+        })
+    };
+    if !dim.is_multiple_of(8) || q.len() != dim || !rows_ok(k) || !rows_ok(v) {
+        return false;
+    }
+    kv_scores(ty, q, k, stride, scores);
+    let sv = _mm256_set1_ps(scale);
+    let mut chunks = scores.chunks_exact_mut(8);
+    for c in &mut chunks {
+        // SAFETY: `c` is 8 f32.
+        unsafe {
+            _mm256_storeu_ps(
+                c.as_mut_ptr(),
+                _mm256_mul_ps(_mm256_loadu_ps(c.as_ptr()), sv),
+            )
+        };
+    }
+    for s in chunks.into_remainder() {
+        *s *= scale;
+    }
+    for (step, ss) in scores.chunks(KEYS).enumerate() {
+        let n = ss.len();
+        // The exponent of each key's factor, and whether it raises the max.
+        let mut arg = [0f32; KEYS];
+        let mut raises = [false; KEYS];
+        for t in 0..n {
+            let s = ss[t];
+            if s > state.max {
+                arg[t] = state.max - s;
+                raises[t] = true;
+                state.max = s;
+            } else {
+                arg[t] = s - state.max;
+            }
+        }
+        let mut ex = [0f32; KEYS];
+        for (e4, a4) in ex
+            .chunks_exact_mut(4)
+            .zip(arg.chunks_exact(4))
+            .take(n.div_ceil(4))
+        {
+            let a: [f32; 4] = [a4[0], a4[1], a4[2], a4[3]];
+            e4.copy_from_slice(&expf4(a));
+        }
+        let mut ms = [1f32; KEYS];
+        let mut vs = [1f32; KEYS];
+        for t in 0..n {
+            if raises[t] {
+                ms[t] = ex[t];
+            } else {
+                vs[t] = ex[t];
+            }
+            state.sum = fma1(state.sum, ms[t], vs[t]);
+        }
+        // SAFETY: rows step * KEYS .. + n are inside `v` (checked above).
+        let v0 = unsafe { v.as_ptr().add(step * KEYS * stride) };
+        let mut d0 = 0;
+        while d0 < dim {
+            let nv = ((dim - d0) / 8).min(8);
+            let a = &mut acc[d0..d0 + 8 * nv];
+            // SAFETY: dimensions d0.. of rows 0..n (checked above).
+            unsafe {
+                match (ty, nv) {
+                    (KvType::F16, 8) => {
+                        mad_keys::<F_F16, 8>(v0, stride, d0, n, &raises, &ms, &vs, a)
+                    }
+                    (KvType::F16, _) => {
+                        mad_keys::<F_F16, 1>(v0, stride, d0, n, &raises, &ms, &vs, &mut a[..8])
+                    }
+                    (KvType::F32, 8) => {
+                        mad_keys::<F_F32, 8>(v0, stride, d0, n, &raises, &ms, &vs, a)
+                    }
+                    (KvType::F32, _) => {
+                        mad_keys::<F_F32, 1>(v0, stride, d0, n, &raises, &ms, &vs, &mut a[..8])
+                    }
+                    (KvType::Q8_0, 8) => {
+                        mad_keys::<K_Q8, 8>(v0, stride, d0, n, &raises, &ms, &vs, a)
+                    }
+                    (KvType::Q8_0, _) => {
+                        mad_keys::<K_Q8, 1>(v0, stride, d0, n, &raises, &ms, &vs, &mut a[..8])
+                    }
+                }
+            }
+            d0 += if nv == 8 { 64 } else { 8 };
+        }
+    }
+    true
+}
+
+/// Dimensions `d0..d0 + 8 NV` of the accumulator (`acc`) through `n` keys:
+/// per key, `acc *= ms` where the key raised the maximum, then
+/// `acc = fma(V_t, vs, acc)`, each rounded to f16 for an F16 cache.
+///
+/// # Safety
+///
+/// Rows `0..n` at `stride` from `v` must hold dimensions `d0..d0 + 8 NV`
+/// of type `T`; `acc` is `8 NV` values.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+#[allow(clippy::too_many_arguments)]
+unsafe fn mad_keys<const T: u8, const NV: usize>(
+    v: *const u8,
+    stride: usize,
+    d0: usize,
+    n: usize,
+    raises: &[bool; KEYS],
+    ms: &[f32; KEYS],
+    vs: &[f32; KEYS],
+    acc: &mut [f32],
+) {
+    let round = |x: __m256| if T == F_F16 { round_f16x8(x) } else { x };
+    let mut a: [__m256; NV] = core::array::from_fn(|i| {
+        acc.get(8 * i..8 * i + 8)
+            // SAFETY: 8 f32.
+            .map_or(_mm256_setzero_ps(), |c| unsafe {
+                _mm256_loadu_ps(c.as_ptr())
+            })
+    });
+    for t in 0..n.min(KEYS) {
+        if raises[t] {
+            let m = _mm256_set1_ps(ms[t]);
+            for ai in a.iter_mut() {
+                *ai = round(_mm256_mul_ps(*ai, m));
+            }
+        }
+        let w = _mm256_set1_ps(vs[t]);
+        // SAFETY: row t, dimensions d0.. (caller).
+        let row = unsafe { v.add(t * stride) };
+        for (i, ai) in a.iter_mut().enumerate() {
+            // SAFETY: as above.
+            let vv = unsafe { kv_values8::<T>(row, d0 + 8 * i) };
+            *ai = round(_mm256_fmadd_ps(vv, w, *ai));
+        }
+    }
+    for (i, ai) in a.iter().enumerate() {
+        if let Some(c) = acc.get_mut(8 * i..8 * i + 8) {
+            // SAFETY: 8 f32.
+            unsafe { _mm256_storeu_ps(c.as_mut_ptr(), *ai) };
+        }
+    }
+}
+
+/// [`kv_load8`] for a type known at compile time.
+///
+/// # Safety
+///
+/// As [`kv_load8`].
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+unsafe fn kv_values8<const T: u8>(row: *const u8, i: usize) -> __m256 {
+    let ty = match T {
+        F_F32 => KvType::F32,
+        F_F16 => KvType::F16,
+        _ => KvType::Q8_0,
+    };
+    // SAFETY: per the caller.
+    unsafe { kv_load8(ty, row, i) }
 }

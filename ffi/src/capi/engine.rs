@@ -44,6 +44,42 @@ pub enum alm_kernel {
     ALM_KERNEL_NEON = 3,
     /// aarch64 NEON with the dot-product extension.
     ALM_KERNEL_NEON_DOTPROD = 4,
+    /// x86_64 AVX2 + FMA + F16C + AVX-VNNI (256-bit `vpdpbusd`).
+    ALM_KERNEL_AVX_VNNI = 5,
+    /// x86_64 AVX-512 F/BW/VL + VNNI (512-bit `vpdpbusd`).
+    ALM_KERNEL_AVX512_VNNI = 6,
+    /// aarch64 NEON with dotprod and the int8 matrix-multiply extension.
+    ALM_KERNEL_NEON_I8MM = 7,
+}
+
+/// Every `alm_kernel` value but AUTO with its path: the one mapping both
+/// directions use.
+const KERNEL_PATHS: [(alm_kernel, KernelPath); 7] = [
+    (alm_kernel::ALM_KERNEL_SCALAR, KernelPath::Scalar),
+    (alm_kernel::ALM_KERNEL_AVX2, KernelPath::Avx2),
+    (alm_kernel::ALM_KERNEL_NEON, KernelPath::Neon),
+    (alm_kernel::ALM_KERNEL_NEON_DOTPROD, KernelPath::NeonDotprod),
+    (alm_kernel::ALM_KERNEL_AVX_VNNI, KernelPath::AvxVnni),
+    (alm_kernel::ALM_KERNEL_AVX512_VNNI, KernelPath::Avx512Vnni),
+    (alm_kernel::ALM_KERNEL_NEON_I8MM, KernelPath::NeonI8mm),
+];
+
+impl alm_kernel {
+    /// The value naming `path`.
+    fn of(path: KernelPath) -> alm_kernel {
+        KERNEL_PATHS
+            .iter()
+            .find(|(_, p)| *p == path)
+            .map_or(alm_kernel::ALM_KERNEL_SCALAR, |(k, _)| *k)
+    }
+
+    /// The path a raw `kernel` field names (`None` for an unknown value).
+    fn path_of(raw: u32) -> Option<KernelPath> {
+        KERNEL_PATHS
+            .iter()
+            .find(|(k, _)| *k as u32 == raw)
+            .map(|(_, p)| *p)
+    }
 }
 
 /// Which rows of an evaluation produce logits (`alm_engine_eval`).
@@ -261,16 +297,15 @@ pub unsafe extern "C" fn alm_engine_create(
                 Ok(k) => k,
                 Err(msg) => return err.fail_with(alm_status::ALM_ERR_INVALID_ARGUMENT, &msg),
             },
-            1 => Some(KernelPath::Scalar),
-            2 => Some(KernelPath::Avx2),
-            3 => Some(KernelPath::Neon),
-            4 => Some(KernelPath::NeonDotprod),
-            _ => {
-                return err.fail_with(
-                    alm_status::ALM_ERR_INVALID_ARGUMENT,
-                    "kernel is not an alm_kernel value",
-                )
-            }
+            raw => match alm_kernel::path_of(raw) {
+                Some(path) => Some(path),
+                None => {
+                    return err.fail_with(
+                        alm_status::ALM_ERR_INVALID_ARGUMENT,
+                        "kernel is not an alm_kernel value",
+                    )
+                }
+            },
         };
         let threads = plan.threads.max(1) as usize;
         let par = match p.parallel_for {
@@ -476,12 +511,7 @@ pub unsafe extern "C" fn alm_engine_get_state(
         let Some(h) = (unsafe { EngineHandle::from_ptr(engine) }) else {
             return alm_status::ALM_ERR_NULL_ARGUMENT;
         };
-        let kernel = match h.engine.kernel_path() {
-            KernelPath::Scalar => alm_kernel::ALM_KERNEL_SCALAR,
-            KernelPath::Avx2 => alm_kernel::ALM_KERNEL_AVX2,
-            KernelPath::Neon => alm_kernel::ALM_KERNEL_NEON,
-            KernelPath::NeonDotprod => alm_kernel::ALM_KERNEL_NEON_DOTPROD,
-        };
+        let kernel = alm_kernel::of(h.engine.kernel_path());
         let state = alm_engine_state {
             size: 0,
             kernel: kernel as u32,

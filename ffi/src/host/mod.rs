@@ -34,80 +34,56 @@ impl MappedModel {
     }
 }
 
-/// The CPU features of the running machine.
+/// The CPU features of the running machine: on x86_64 from `cpuid` and
+/// `xgetbv` (core's own detection); on aarch64 from the kernel's hwcaps.
 pub fn detect_cpu() -> CpuFeatures {
-    #[cfg(target_arch = "x86_64")]
-    {
-        let avx2 = std::is_x86_feature_detected!("avx2");
-        let fma = std::is_x86_feature_detected!("fma");
-        let f16c = std::is_x86_feature_detected!("f16c");
-        // SAFETY: each flag comes from cpuid on this machine.
-        unsafe { CpuFeatures::assume(avx2, fma, f16c, false, false) }
-    }
     #[cfg(target_arch = "aarch64")]
     {
-        let neon = std::arch::is_aarch64_feature_detected!("neon");
-        let dotprod = std::arch::is_aarch64_feature_detected!("dotprod");
+        use arenalm_core::kernels::CpuFeature;
+        let mut found = Vec::new();
+        if std::arch::is_aarch64_feature_detected!("neon") {
+            found.push(CpuFeature::Neon);
+        }
+        if std::arch::is_aarch64_feature_detected!("dotprod") {
+            found.push(CpuFeature::Dotprod);
+        }
+        if std::arch::is_aarch64_feature_detected!("i8mm") {
+            found.push(CpuFeature::I8mm);
+        }
         // SAFETY: each flag comes from the kernel's hwcaps on this machine.
-        unsafe { CpuFeatures::assume(false, false, false, neon, dotprod) }
+        unsafe { CpuFeatures::assume(&found) }
     }
-    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+    #[cfg(not(target_arch = "aarch64"))]
     {
-        CpuFeatures::compile_time()
+        CpuFeatures::detect()
     }
 }
 
-/// Names of the CPU features that matter to the kernels and that this
-/// machine has (as cpuid or the kernel's hwcaps report them), for reports.
-pub fn cpu_feature_names() -> Vec<&'static str> {
-    #[allow(unused_mut)]
-    let mut names = Vec::new();
-    #[cfg(target_arch = "x86_64")]
-    {
-        macro_rules! probe {
-            ($($f:tt),*) => {$(
-                if std::is_x86_feature_detected!($f) {
-                    names.push($f);
-                }
-            )*};
-        }
-        probe!(
-            "avx2",
-            "fma",
-            "f16c",
-            "avxvnni",
-            "avx512f",
-            "avx512bw",
-            "avx512vl",
-            "avx512vnni",
-            "avx512bf16"
-        );
-    }
-    #[cfg(target_arch = "aarch64")]
-    {
-        macro_rules! probe {
-            ($($f:tt),*) => {$(
-                if std::arch::is_aarch64_feature_detected!($f) {
-                    names.push($f);
-                }
-            )*};
-        }
-        probe!("neon", "dotprod", "i8mm");
-    }
-    names
+/// Names of the CPU features the kernels use that this machine has.
+pub fn cpu_feature_names() -> Vec<String> {
+    let found = detect_cpu();
+    arenalm_core::kernels::CpuFeature::ALL
+        .into_iter()
+        .filter(|f| found.has(*f))
+        .map(|f| format!("{f:?}").to_lowercase())
+        .collect()
 }
 
 /// Name of the environment variable that forces a kernel path.
 pub const KERNEL_ENV: &str = "ALM_KERNEL";
 
-/// The kernel path forced by `ALM_KERNEL` (`auto`, `scalar`, `avx2`, `neon`,
-/// `neon-dotprod`), if any. An unknown value is an error naming it.
+/// The kernel path forced by `ALM_KERNEL` (`auto` or a [`KernelPath`] name),
+/// if any. An unknown value is an error naming it.
 pub fn kernel_from_env() -> Result<Option<KernelPath>, String> {
     match std::env::var(KERNEL_ENV) {
         Err(_) => Ok(None),
         Ok(v) if v.is_empty() || v == "auto" => Ok(None),
         Ok(v) => KernelPath::from_name(&v).map(Some).ok_or_else(|| {
-            format!("{KERNEL_ENV}={v:?} is not one of auto, scalar, avx2, neon, neon-dotprod")
+            let names: Vec<&str> = KernelPath::ALL.iter().map(|p| p.name()).collect();
+            format!(
+                "{KERNEL_ENV}={v:?} is not one of auto, {}",
+                names.join(", ")
+            )
         }),
     }
 }
