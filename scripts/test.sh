@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test of the project: the one command the README names.
 #
+#   0. checks the prerequisites first (scripts/setup.sh --check; when one is
+#      missing it says so and that scripts/setup.sh installs it);
 #   1. fetches the models (no-op when present) and builds release artifacts;
 #   2. makes the Q8_0 twin with our own quantizer (and checks its hash);
 #   3. builds core for a bare-metal target (proves no_std, no alloc);
@@ -14,6 +16,9 @@ cd "$(dirname "$0")/.."
 export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
 
 step() { printf '\n==> %s\n' "$*"; }
+
+step "prerequisites"
+scripts/setup.sh --check
 
 step "models"
 scripts/fetch-model.sh
