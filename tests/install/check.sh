@@ -129,6 +129,14 @@ check_prefix() {
   done
 }
 
+# The README shows cmake/aarch64-linux-gnu.cmake; it must show it as it is.
+readme_toolchain=$(awk '/aarch64-linux-gnu.cmake` is this one:/ { found = 1; next }
+  found && /^```cmake$/ { inside = 1; next }
+  inside && /^```$/ { exit }
+  inside' README.md)
+[ "$readme_toolchain" = "$(grep -v -e '^#' -e '^$' cmake/aarch64-linux-gnu.cmake)" ] \
+  || fail "README.md's toolchain file differs from cmake/aarch64-linux-gnu.cmake (without comments)"
+
 check_prefix native cc env
 check_prefix aarch64 aarch64-linux-gnu-gcc "qemu-aarch64 -L /usr/aarch64-linux-gnu" \
   aarch64-unknown-linux-gnu "$root/cmake/aarch64-linux-gnu.cmake"
