@@ -8,7 +8,8 @@
 //! arenalm-core's integration tests and benches include this file by path
 //! (`#[path = ".../tests/lib.rs"] mod e2e;`) for [`reference_dir`], since
 //! they cannot depend on this crate (it depends on them). So it uses only
-//! std and serde_json, which arenalm-core has as dev-dependencies.
+//! std and serde_json, which arenalm-core has as dev-dependencies, and finds
+//! the root as `CARGO_MANIFEST_DIR/..`, true for both crates.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -22,7 +23,7 @@ pub fn root() -> PathBuf {
 }
 
 /// `tests/reference/`: llama.cpp's outputs that the tests compare against,
-/// checked in (its README.md says which program made each file). The one
+/// checked in (its README.md says how llama.cpp made each file). The one
 /// place that says where the reference data is.
 pub fn reference_dir() -> PathBuf {
     root().join("tests/reference")
