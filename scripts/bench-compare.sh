@@ -79,7 +79,7 @@ build() {
     rm -rf "$dir"
     mkdir -p "$dir"
     git archive "$sha" | tar -x -C "$dir"
-    # Share ../shared and models/ with the checkout, as the tree expects.
+    # Share models/ with the checkout, as the tree expects.
     [ -e "$root/models" ] && ln -sfn "$root/models" "$dir/models"
     echo "building $rev ($sha)..." >&2
     (cd "$dir" && CARGO_TARGET_DIR=$cache/target-base cargo build -q --release -p arenalm-cli >&2)

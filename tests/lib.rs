@@ -4,6 +4,12 @@
 //! The tests need what `scripts/test.sh` prepares: the real model in
 //! `models/` and release builds of the library, the CLI and the C examples.
 //! When something is missing they fail and say what to run.
+//!
+//! arenalm-core's integration tests and benches include this file by path
+//! (`#[path = ".../tests/lib.rs"] mod e2e;`) for [`reference_dir`], since
+//! they cannot depend on this crate (it depends on them). So it uses only
+//! std and serde_json, which arenalm-core has as dev-dependencies, and finds
+//! the root as `CARGO_MANIFEST_DIR/..`, true for both crates.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -16,12 +22,19 @@ pub fn root() -> PathBuf {
         .unwrap()
 }
 
-/// `../shared/reference/<name>`.
+/// `tests/reference/`: llama.cpp's outputs that the tests compare against,
+/// checked in (its README.md says how llama.cpp made each file). The one
+/// place that says where the reference data is.
+pub fn reference_dir() -> PathBuf {
+    root().join("tests/reference")
+}
+
+/// `tests/reference/<name>`, which must exist.
 pub fn reference(name: &str) -> PathBuf {
-    let p = root().join("../shared/reference").join(name);
+    let p = reference_dir().join(name);
     assert!(
-        p.exists(),
-        "reference file {} is missing (../shared must sit beside the repository)",
+        p.is_file(),
+        "reference file {} is missing; it is checked in (see tests/reference/README.md)",
         p.display()
     );
     p

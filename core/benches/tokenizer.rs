@@ -4,7 +4,7 @@
 //!
 //! Needs models/SmolLM2-135M-Instruct.Q4_1.gguf and
 //! models/gemma-3-270m-q4_k_m.gguf (scripts/fetch-gemma.sh), and
-//! shared/reference/Apache-2.0.txt.
+//! tests/reference/Apache-2.0.txt.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -13,6 +13,10 @@ use arenalm_core::gguf::Gguf;
 use arenalm_core::mem::Arena;
 use arenalm_core::tokenizer::{Tokenizer, TokenizerOptions};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+
+#[path = "../../tests/lib.rs"]
+#[allow(dead_code)]
+mod e2e;
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -28,18 +32,7 @@ fn read(path: PathBuf) -> Vec<u8> {
 }
 
 fn corpus() -> String {
-    let dir = std::env::var("ARENALM_REFERENCE_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| {
-            [
-                root().join("../shared/reference"),
-                PathBuf::from("/work/shared/reference"),
-            ]
-            .into_iter()
-            .find(|p| p.is_dir())
-            .unwrap_or_else(|| root().join("../shared/reference"))
-        });
-    let text = String::from_utf8(read(dir.join("Apache-2.0.txt"))).expect("utf8");
+    let text = String::from_utf8(read(e2e::reference("Apache-2.0.txt"))).expect("utf8");
     let mut s = String::with_capacity(1 << 20);
     while s.len() < 1_000_000 {
         s.push_str(&text);

@@ -37,18 +37,12 @@ fn model() -> Vec<u8> {
     })
 }
 
+#[path = "../../tests/lib.rs"]
+#[allow(dead_code)]
+mod e2e;
+
 fn reference() -> Value {
-    let dir = std::env::var_os("ARENALM_REFERENCE_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root().join("../shared/reference"));
-    let path = dir.join("logits-q4_1.json");
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
-        panic!(
-            "cannot read {} ({e}): ../shared/reference must sit beside the \
-             repository (or set ARENALM_REFERENCE_DIR)",
-            path.display()
-        )
-    });
+    let text = std::fs::read_to_string(e2e::reference("logits-q4_1.json")).unwrap();
     serde_json::from_str(&text).expect("the reference is JSON")
 }
 

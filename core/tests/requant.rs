@@ -4,7 +4,7 @@
 //! For every tensor, `requant_target` picks the type and `requantize_tensor`
 //! converts (dequantize Q4_1 as `q * d + m` in f32, quantize with ggml's
 //! reference rules, or copy when the type is unchanged); the sha256 of the
-//! bytes must equal `/work/shared/reference/requant-tensor-sha256.json`.
+//! bytes must equal `tests/reference/requant-tensor-sha256.json`.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -20,12 +20,9 @@ fn model_path() -> PathBuf {
         .unwrap_or_else(|| root.join("models/SmolLM2-135M-Instruct.Q4_1.gguf"))
 }
 
-fn reference_path() -> PathBuf {
-    std::env::var_os("ALM_REFERENCE_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/work/shared/reference"))
-        .join("requant-tensor-sha256.json")
-}
+#[path = "../../tests/lib.rs"]
+#[allow(dead_code)]
+mod e2e;
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
@@ -59,7 +56,7 @@ fn requantized_smollm2_matches_llama_quantize() {
         )
     });
     let reference: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(reference_path()).expect("reference hashes (set ALM_REFERENCE_DIR)"),
+        &std::fs::read(e2e::reference("requant-tensor-sha256.json")).unwrap(),
     )
     .unwrap();
     let gguf = Gguf::parse(&bytes).expect("the model parses");

@@ -1,5 +1,5 @@
 //! Exactness against llama.cpp: every record of the reference files
-//! (`shared/reference/tokenizer-*.jsonl`, produced by llama.cpp) and the
+//! (`tests/reference/tokenizer-*.jsonl`, produced by llama.cpp) and the
 //! reference prompts of the logits files must tokenize to exactly the ids
 //! llama.cpp produced, with and without special-token parsing, and decode
 //! back to the text.

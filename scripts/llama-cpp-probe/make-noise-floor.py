@@ -5,7 +5,7 @@ and cli_generate.rs read.
 
 For each model and reference prompt it records, from llama.cpp itself:
   * the reference engine's top-2 margins along its greedy continuation
-    (flash attention on: this configuration reproduces ../shared/reference
+    (flash attention on: this configuration reproduces tests/reference
     exactly, which the script checks), which the reference JSON lacks;
   * how far llama.cpp's other attention path (flash attention off) lands
     from the reference: top-1 mismatches where the reference margin
@@ -19,7 +19,7 @@ import json, math, os, struct, subprocess, sys
 
 here = os.path.dirname(os.path.abspath(__file__))
 root = os.path.abspath(os.path.join(here, "..", ".."))
-ref = os.path.join(root, "..", "shared", "reference")
+ref = os.path.join(root, "tests", "reference")
 bin_dir = os.environ["LLAMA"]
 probe, dump = os.path.join(here, "probe"), os.path.join(here, "dump")
 

@@ -1,6 +1,6 @@
 //! `arenalm quantize` reproduces llama-quantize's tensor bytes: every tensor
 //! of the shipped Q4_1 model requantized to q8_0, q4_0 and f16 hashes to the
-//! sha256 in ../shared/reference/requant-tensor-sha256.json.
+//! sha256 in tests/reference/requant-tensor-sha256.json.
 
 use std::process::Command;
 

@@ -1,4 +1,4 @@
-//! Our logits against llama.cpp's (../shared/reference/logits-*.json) on the
+//! Our logits against llama.cpp's (tests/reference/logits-*.json) on the
 //! shipped Q4_1 model and on the Q8_0 twin our quantizer makes.
 //!
 //! The criteria, applied as written:

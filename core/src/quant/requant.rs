@@ -168,7 +168,7 @@ mod tests {
 
     #[test]
     fn smollm2_rules_match_the_reference_types() {
-        // The types in /work/shared/reference/requant-tensor-sha256.json.
+        // The types in tests/reference/requant-tensor-sha256.json.
         let q4_1 = GgmlType::Q4_1;
         let attn = matrix(576, 576);
         let embd = matrix(576, 49152);

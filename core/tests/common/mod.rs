@@ -17,21 +17,14 @@ pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
+/// The end-to-end helpers (tests/lib.rs), for the one place that says where
+/// llama.cpp's reference data is.
+#[path = "../../../tests/lib.rs"]
+mod e2e;
+
+/// `tests/reference/`, llama.cpp's outputs.
 pub fn reference_dir() -> PathBuf {
-    if let Ok(dir) = std::env::var("ARENALM_REFERENCE_DIR") {
-        return PathBuf::from(dir);
-    }
-    // The worktree's sibling `shared/`, or the CI clone's `../shared`.
-    for cand in [
-        repo_root().join("../shared/reference"),
-        repo_root().join("shared/reference"),
-        PathBuf::from("/work/shared/reference"),
-    ] {
-        if cand.is_dir() {
-            return cand;
-        }
-    }
-    panic!("reference data not found: set ARENALM_REFERENCE_DIR to shared/reference")
+    e2e::reference_dir()
 }
 
 /// The model file's bytes; fails loudly (with the fix) if it is missing.
@@ -44,7 +37,7 @@ pub fn model_bytes(name: &str) -> &'static [u8] {
         Ok(b) => Box::leak(b.into_boxed_slice()),
         Err(e) => panic!(
             "model file {} is missing ({e}); fetch it first (Gemma: scripts/fetch-gemma.sh; \
-             SmolLM2: see shared/reference/README.md)",
+             SmolLM2: scripts/fetch-model.sh)",
             path.display()
         ),
     }

@@ -394,7 +394,8 @@ mod tests {
         let mut buf = [0x7f as c_char; 6];
         ErrBuf::new(buf.as_mut_ptr(), buf.len()).write("héllo world");
         // 5 bytes fit: "h", "é" (2 bytes), "l", "l", then NUL.
-        let bytes: Vec<u8> = buf.iter().map(|&c| c as u8).collect();
+        // c_char is i8 on x86_64 but u8 on aarch64, where `c as u8` is a needless cast.
+        let bytes: Vec<u8> = buf.iter().map(|c| c.to_ne_bytes()[0]).collect();
         assert_eq!(&bytes, b"h\xc3\xa9ll\0");
         ErrBuf::new(std::ptr::null_mut(), 10).write("ignored");
     }
