@@ -384,8 +384,8 @@ pub unsafe extern "C" fn alm_engine_reset(engine: *mut alm_engine) -> alm_status
     })
 }
 
-/// Keeps the first `n_tokens` tokens of the sequence (at most the tokens in
-/// it; more is `ALM_ERR_INVALID_ARGUMENT`).
+/// Keeps the first `n_tokens` tokens of the sequence (a larger count keeps
+/// them all).
 ///
 /// # Safety
 ///
