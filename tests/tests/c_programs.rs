@@ -35,11 +35,15 @@ fn plan_c_agrees_with_the_cli() {
             .arg(&m)
             .arg("67108864"),
     );
+    // plan.c keeps the C API's default of one thread; the CLI's default is
+    // the machine's cores, so say it.
     let cli = run_ok(Command::new(arenalm_bin()).args([
         "plan",
         m.to_str().unwrap(),
         "--budget",
         "67108864",
+        "-t",
+        "1",
         "--json",
     ]));
     let v: serde_json::Value = serde_json::from_str(&cli).unwrap();

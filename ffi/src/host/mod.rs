@@ -27,13 +27,34 @@ pub enum OpenError {
     NotRegular(&'static str),
 }
 
+/// Writes the C library's text for OS error `code` (as std would, but
+/// through a stack buffer: std copies it to the heap).
+#[cfg(unix)]
+fn write_os_error(f: &mut fmt::Formatter<'_>, code: i32) -> fmt::Result {
+    let mut buf = [0 as std::ffi::c_char; 128];
+    // SAFETY: `buf` is writable for its length; the XSI `strerror_r` writes
+    // a NUL-terminated message into it and returns 0, or fails.
+    let rc = unsafe { libc::strerror_r(code, buf.as_mut_ptr(), buf.len()) };
+    // SAFETY: on success `buf` holds a NUL-terminated string (the last byte
+    // is never written otherwise, so it stays a terminator).
+    let text = (rc == 0).then(|| unsafe { CStr::from_ptr(buf.as_ptr()) });
+    match text.and_then(|t| t.to_str().ok()) {
+        Some(t) => write!(f, "{t} (os error {code})"),
+        None => write!(f, "os error {code}"),
+    }
+}
+
+#[cfg(not(unix))]
+fn write_os_error(f: &mut fmt::Formatter<'_>, code: i32) -> fmt::Result {
+    write!(f, "os error {code}")
+}
+
 impl fmt::Display for OpenError {
-    /// Formats without allocating (an OS error shows its kind and number,
-    /// not the `strerror` text, which std would copy to the heap).
+    /// Formats without allocating.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             OpenError::Io(e) => match e.raw_os_error() {
-                Some(code) => write!(f, "{} (os error {code})", e.kind()),
+                Some(code) => write_os_error(f, code),
                 None => write!(f, "{}", e.kind()),
             },
             OpenError::NotRegular(what) => write!(f, "not a regular file ({what})"),
@@ -260,7 +281,7 @@ mod tests {
     #[test]
     fn mapping_a_missing_file_is_an_io_error() {
         let e = MappedModel::open("/nonexistent/model.gguf").err().unwrap();
-        assert_eq!(e.to_string(), "entity not found (os error 2)");
+        assert_eq!(e.to_string(), "No such file or directory (os error 2)");
     }
 
     #[cfg(unix)]
