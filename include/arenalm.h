@@ -732,8 +732,8 @@ enum alm_status alm_engine_eval(struct alm_engine *engine, const uint32_t *token
 enum alm_status alm_engine_reset(struct alm_engine *engine);
 
 /**
- * Keeps the first `n_tokens` tokens of the sequence (at most the tokens in
- * it; more is `ALM_ERR_INVALID_ARGUMENT`).
+ * Keeps the first `n_tokens` tokens of the sequence (a larger count keeps
+ * them all).
  *
  * # Safety
  *

@@ -54,6 +54,13 @@ unsafe impl Sync for CallbackParallel {}
 // SAFETY: as above; the handle may move between threads with its engine.
 unsafe impl Send for CallbackParallel {}
 
+/// The `alm_task_fn` handed to a caller's parallel-for: runs task `index`
+/// of the job in `ctx`.
+///
+/// # Safety
+///
+/// `ctx` must be the context `CallbackParallel::run` passed with this
+/// function, during that call.
 unsafe extern "C" fn trampoline(ctx: *mut c_void, index: usize) {
     // SAFETY: `ctx` is the `&&dyn Fn` that `run` passed and keeps alive
     // until the caller's parallel-for returns.

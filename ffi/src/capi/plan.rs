@@ -153,6 +153,12 @@ pub unsafe extern "C" fn alm_plan_for_budget(
     }
 }
 
+/// The body of `alm_plan` and `alm_plan_for_budget`.
+///
+/// # Safety
+///
+/// `params` NULL or a valid struct; `out` NULL or writable for `out->size`
+/// bytes; `err` NULL or `err_len` writable bytes.
 unsafe fn plan_impl(
     model: *const alm_model,
     params: *const alm_engine_params,
