@@ -129,6 +129,27 @@ fn bad_arguments_fail_with_a_message() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("not enough memory"));
     let out = run(Command::new(arenalm_bin()).args(["inspect", "/nonexistent.gguf"]));
     assert!(!out.status.success());
+    // An absurd thread count is refused before a thread starts or an arena
+    // is allocated, by every command that takes one (bench measures nothing).
+    for args in [
+        &["run", "-p", "Hi", "--budget", "1GB"][..],
+        &["bench", "-p", "0", "-n", "1"][..],
+        &["plan"][..],
+    ] {
+        let out = run(Command::new(arenalm_bin()).args(args).args([
+            "-m",
+            m.to_str().unwrap(),
+            "-t",
+            "100000",
+        ]));
+        assert!(!out.status.success(), "{args:?}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr)
+                .contains("threads = 100000 is out of range (accepted: 1 to 256)"),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
 }
 
 fn total_bytes(json: &str) -> u64 {
