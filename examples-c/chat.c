@@ -37,20 +37,18 @@ int main(int argc, char **argv) {
     alm_model *model = NULL;
     if (alm_model_open_file(argv[1], &model, err, sizeof err) != ALM_OK) return fail("open", err);
 
-    alm_plan_params pp;
-    alm_plan_default_params(&pp, sizeof pp);
-    pp.ctx_tokens = 1024;
+    /* One parameter struct plans the arena and creates the engine in it. */
+    alm_engine_params p;
+    alm_engine_default_params(&p, sizeof p);
+    p.ctx_tokens = 1024;
     alm_memory_plan plan;
     memset(&plan, 0, sizeof plan);
     plan.size = sizeof plan;
-    if (alm_plan(model, &pp, &plan, err, sizeof err) != ALM_OK) return fail("plan", err);
+    if (alm_plan(model, &p, &plan, err, sizeof err) != ALM_OK) return fail("plan", err);
     size_t arena_len = (size_t)(plan.total_bytes + 63) / 64 * 64;
     void *arena = aligned_alloc(64, arena_len);
     if (!arena) return fail("arena", "out of memory");
 
-    alm_engine_params p;
-    alm_engine_default_params(&p, sizeof p);
-    p.ctx_tokens = 1024;
     alm_engine *engine = NULL;
     if (alm_engine_create(model, arena, arena_len, &p, &engine, err, sizeof err) != ALM_OK) return fail("engine", err);
     alm_tokenizer *tok = NULL;
@@ -120,8 +118,8 @@ int main(int argc, char **argv) {
     st.size = sizeof st;
     alm_engine_get_state(engine, &st);
     printf("context: %llu of %llu tokens\n", (unsigned long long)st.n_past, (unsigned long long)st.ctx_capacity);
-    alm_tokenizer_free(tok);
-    alm_engine_free(engine);
+    alm_tokenizer_free(tok); /* an engine's tokenizer: nothing to free, accepted */
+    if (alm_engine_free(engine) != ALM_OK) return fail("free", "engine");
     free(arena);
     return alm_model_close(model) == ALM_OK ? 0 : 2;
 }

@@ -6,7 +6,7 @@
  * The arena is `static uint8_t arena[ALM_ARENA_BYTES]`. ALM_ARENA_BYTES is the
  * planner's total for this program's parameters (a 512-token context, F16 KV,
  * micro-batches of 64, one output row, one thread): the Makefile asks
- * `arenalm plan MODEL --ctx 512 --json` at build time and writes it into
+ * `arenalm plan MODEL --ctx 512 -t 1 --json` at build time and writes it into
  * arena_size.h, so the array is exactly as large as the engine needs and no
  * larger. The model file is mapped read-only; nothing else is allocated for
  * the weights. Prints the generated text, the generated ids, and the arena
@@ -109,15 +109,9 @@ int main(int argc, char **argv) {
     st.size = sizeof st;
     alm_engine_get_state(engine, &st);
     printf("\narena: %llu of %llu bytes used (kernel %s)\n", (unsigned long long)st.arena_used,
-           (unsigned long long)sizeof arena,
-           st.kernel == ALM_KERNEL_AVX2 ? "avx2"
-           : st.kernel == ALM_KERNEL_AVX_VNNI ? "avx-vnni"
-           : st.kernel == ALM_KERNEL_AVX512_VNNI ? "avx512-vnni"
-           : st.kernel == ALM_KERNEL_NEON ? "neon"
-           : st.kernel == ALM_KERNEL_NEON_DOTPROD ? "neon-dotprod"
-           : st.kernel == ALM_KERNEL_NEON_I8MM ? "neon-i8mm" : "scalar");
+           (unsigned long long)sizeof arena, alm_kernel_str(st.kernel));
 
     alm_tokenizer_free(tok);
-    alm_engine_free(engine);
+    if (alm_engine_free(engine) != ALM_OK) return 2;
     return alm_model_close(model) == ALM_OK ? 0 : 2;
 }

@@ -50,8 +50,9 @@ int main(int argc, char **argv) {
            alm_version(), arch, info.n_layers, info.dim, info.n_heads, info.n_kv_heads,
            info.head_dim, info.vocab, mib(info.weights_bytes));
 
-    alm_plan_params params;
-    alm_plan_default_params(&params, sizeof params);
+    /* The same struct alm_engine_create takes: the plan is the engine's arena. */
+    alm_engine_params params;
+    alm_engine_default_params(&params, sizeof params);
     params.ctx_tokens = (uint32_t)ctx;
 
     alm_memory_plan plan;

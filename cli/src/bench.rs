@@ -166,6 +166,15 @@ pub fn run(a: &BenchArgs) -> Result<(), String> {
     } else {
         a.depth.clone()
     };
+    // Refuse absurd counts before any thread starts.
+    for &t in &a.threads {
+        let params = PlanParams {
+            threads: t,
+            max_batch: a.batch,
+            ..PlanParams::default()
+        };
+        params.validate().map_err(|e| e.to_string())?;
+    }
     for &t in &a.threads {
         let pool = Threads::new(t as usize)?;
         for &depth in &depths {

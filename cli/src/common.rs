@@ -62,7 +62,7 @@ pub fn parse_kernel(text: &str) -> Result<KernelArg, String> {
 pub fn kernel_choice(cli: Option<KernelPath>) -> Result<Option<KernelPath>, String> {
     match cli {
         Some(k) => Ok(Some(k)),
-        None => kernel_from_env(),
+        None => kernel_from_env().map_err(|e| e.to_string()),
     }
 }
 

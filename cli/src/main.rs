@@ -5,6 +5,7 @@ mod bench;
 mod chat;
 mod common;
 mod inspect;
+mod opts;
 mod perplexity;
 mod plan;
 mod quantize;
@@ -13,7 +14,8 @@ mod tokenize;
 
 use clap::{Parser, Subcommand};
 
-use common::{parse_kernel, parse_kv, parse_size};
+use common::{parse_kernel, parse_kv};
+use opts::{default_batch, ModelArg, PlanOpts};
 
 #[derive(Parser)]
 #[command(
@@ -32,22 +34,8 @@ struct EngineOpts {
     /// The GGUF model.
     #[arg(short = 'm', long)]
     model: String,
-    /// Arena budget (bytes or 64MiB, 1.5GB, ...); the context is the largest
-    /// that fits unless --ctx is also given.
-    #[arg(long, value_parser = parse_size)]
-    budget: Option<usize>,
-    /// Context in tokens (default 2048 without --budget).
-    #[arg(long)]
-    ctx: Option<u32>,
-    /// Threads.
-    #[arg(short = 't', long, default_value_t = default_threads())]
-    threads: u32,
-    /// Tokens per micro-batch.
-    #[arg(short = 'b', long, default_value_t = 64)]
-    batch: u32,
-    /// KV cache element type.
-    #[arg(long, default_value = "f16", value_parser = parse_kv)]
-    kv: arenalm_core::kv::KvType,
+    #[command(flatten)]
+    plan: PlanOpts,
     /// Kernel path: auto, scalar, avx2, avx-vnni, avx512-vnni, neon, neon-dotprod, neon-i8mm
     /// (also ALM_KERNEL).
     #[arg(long, default_value = "auto", value_parser = parse_kernel)]
@@ -58,11 +46,7 @@ impl EngineOpts {
     fn args(&self) -> run::EngineArgs {
         run::EngineArgs {
             model: self.model.clone(),
-            budget: self.budget,
-            ctx: self.ctx,
-            threads: self.threads,
-            batch: self.batch,
-            kv: self.kv,
+            plan: self.plan.clone(),
             kernel: self.kernel.0,
         }
     }
@@ -102,13 +86,6 @@ impl SampleOpts {
             seed: self.seed,
         }
     }
-}
-
-fn default_threads() -> u32 {
-    std::thread::available_parallelism()
-        .map(|n| n.get() as u32)
-        .unwrap_or(1)
-        .min(4)
 }
 
 #[derive(Subcommand)]
@@ -153,12 +130,13 @@ enum Command {
     /// Write a GGUF with its tensors converted to q8_0, q4_0 or f16 (llama-quantize's rules),
     /// and/or its matrices in arenalm's 16-row panel layout (--repack).
     Quantize {
-        /// Input GGUF.
-        input: String,
-        /// Output GGUF.
-        output: String,
-        /// Target type: q8_0, q4_0 or f16 (omitted: keep each tensor's type).
-        target: Option<String>,
+        /// Input GGUF (instead of the first positional argument).
+        #[arg(short = 'm', long = "model", value_name = "IN.gguf")]
+        model: Option<String>,
+        /// IN.gguf OUT.gguf [TYPE] (or OUT.gguf [TYPE] with -m IN.gguf); TYPE is q8_0, q4_0
+        /// or f16 (omitted: keep each tensor's type).
+        #[arg(value_names = ["IN.gguf", "OUT.gguf", "TYPE"], num_args = 1..=3, required = true)]
+        args: Vec<String>,
         /// Store every Q8_0/Q4_0/Q4_1 matrix with a multiple of 16 rows in the
         /// panel layout the integer GEMM reads, so that no pack step runs at
         /// inference. Such a file is arenalm's own: other GGUF readers refuse it.
@@ -191,8 +169,8 @@ enum Command {
     },
     /// Show a GGUF file's metadata, hyperparameters and tensor table.
     Inspect {
-        /// The GGUF file.
-        model: String,
+        #[command(flatten)]
+        model: ModelArg,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -200,29 +178,16 @@ enum Command {
         #[arg(long)]
         full: bool,
     },
-    /// Show the arena an engine needs, item by item, and what fits a budget.
+    /// Show the arena an engine needs, item by item, and what fits a budget
+    /// (same defaults as run and chat, so the arena it prints is theirs).
     Plan {
-        /// The GGUF file.
-        model: String,
-        /// Context in tokens (default: the model's training context, or
-        /// the largest that fits --budget).
-        #[arg(long)]
-        ctx: Option<u32>,
-        /// Arena budget: bytes, or with a unit (64MiB, 1.5GB, 512K).
-        #[arg(long, value_parser = parse_size)]
-        budget: Option<usize>,
-        /// KV cache element type.
-        #[arg(long, default_value = "f16", value_parser = parse_kv)]
-        kv: arenalm_core::kv::KvType,
-        /// Tokens per micro-batch.
-        #[arg(long, default_value_t = 64)]
-        batch: u32,
+        #[command(flatten)]
+        model: ModelArg,
+        #[command(flatten)]
+        plan: PlanOpts,
         /// Rows of logits per evaluation.
         #[arg(long, default_value_t = 1)]
         outputs: u32,
-        /// Threads.
-        #[arg(short = 't', long, default_value_t = 1)]
-        threads: u32,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -245,7 +210,7 @@ enum Command {
         #[arg(short = 'r', long, default_value_t = 3)]
         reps: u32,
         /// Tokens per micro-batch for prompt processing.
-        #[arg(short = 'b', long, default_value_t = 64)]
+        #[arg(short = 'b', long, default_value_t = default_batch())]
         batch: u32,
         /// Tokens already in the KV cache before each measurement (comma-separated
         /// list), like llama-bench's `-d`.
@@ -293,14 +258,20 @@ fn main() {
             &sample.args(),
         ),
         Command::Quantize {
-            input,
-            output,
-            target,
+            model,
+            args,
             repack,
-        } => quantize::run(&input, &output, target.as_deref(), repack),
+        } => match (model, args.as_slice()) {
+            (Some(input), [output]) => quantize::run(&input, output, None, repack),
+            (Some(input), [output, target]) => quantize::run(&input, output, Some(target), repack),
+            (None, [input, output]) => quantize::run(input, output, None, repack),
+            (None, [input, output, target]) => quantize::run(input, output, Some(target), repack),
+            (Some(_), _) => Err("with -m IN.gguf, give OUT.gguf [TYPE]".into()),
+            (None, _) => Err("give IN.gguf OUT.gguf [TYPE] (or -m IN.gguf OUT.gguf [TYPE])".into()),
+        },
         Command::Perplexity { engine, file } => {
             // --ctx is the chunk size here (llama.cpp's -c), 512 by default.
-            let chunk = engine.ctx.unwrap_or(512);
+            let chunk = engine.plan.ctx.unwrap_or(512);
             perplexity::run(&engine.args(), &file, chunk)
         }
         Command::Tokenize {
@@ -318,24 +289,16 @@ fn main() {
                 .and_then(|t| tokenize::run(&model, &t, parse_special, bos, json, pieces)),
             _ => Err("give the text with -p TEXT or -f FILE".into()),
         },
-        Command::Inspect { model, json, full } => inspect::run(&model, json, full),
+        Command::Inspect { model, json, full } => inspect::run(&model.path(), json, full),
         Command::Plan {
             model,
-            ctx,
-            budget,
-            kv,
-            batch,
+            plan,
             outputs,
-            threads,
             json,
         } => plan::run(&plan::PlanArgs {
-            model,
-            ctx,
-            budget,
-            kv,
-            batch,
+            model: model.path(),
+            plan,
             outputs,
-            threads,
             json,
         }),
         Command::Bench {

@@ -18,12 +18,10 @@ pub fn run(a: &EngineArgs, file: &str, ctx: u32) -> Result<(), String> {
         return Err("--ctx must be at least 4".into());
     }
     let bytes = leak_model(&a.model)?;
-    let args = EngineArgs {
-        ctx: Some(ctx),
-        budget: None,
-        ..a.clone()
-    };
-    let session = Session::new(bytes, &args, a.batch)?;
+    let mut args = a.clone();
+    args.plan.ctx = Some(ctx);
+    args.plan.budget = None;
+    let session = Session::new(bytes, &args, a.plan.batch)?;
     let engine = session.engine;
     let par = session.threads.get();
     let (tokens, bos) = {
@@ -41,7 +39,7 @@ pub fn run(a: &EngineArgs, file: &str, ctx: u32) -> Result<(), String> {
     }
     let vocab = engine.vocab();
     let first = n_ctx / 2;
-    let batch = a.batch as usize;
+    let batch = a.plan.batch as usize;
     eprintln!(
         "{file}: {} tokens, {n_chunks} chunks of {n_ctx}, scoring {} tokens per chunk",
         tokens.len(),

@@ -1,29 +1,21 @@
 //! `arenalm plan`: the arena an engine needs, item by item, and the
 //! largest context a budget allows.
 
-use arenalm_core::kv::KvType;
-use arenalm_core::mem::plan::{self, MemoryPlan, PlanParams};
+use arenalm_core::mem::plan::{self, MemoryPlan};
 use arenalm_core::model::Model;
 use serde_json::json;
 
 use crate::common::{map_model, mib};
+use crate::opts::PlanOpts;
 
 /// What the user asked for.
 pub struct PlanArgs {
     /// Model path.
     pub model: String,
-    /// Fixed context, if given.
-    pub ctx: Option<u32>,
-    /// Budget in bytes, if given.
-    pub budget: Option<usize>,
-    /// KV element type.
-    pub kv: KvType,
-    /// Micro-batch size.
-    pub batch: u32,
+    /// The arena-deciding options (shared with run, chat, perplexity).
+    pub plan: PlanOpts,
     /// Output rows.
     pub outputs: u32,
-    /// Threads.
-    pub threads: u32,
     /// JSON output.
     pub json: bool,
 }
@@ -57,42 +49,29 @@ pub fn plan_json(p: &MemoryPlan) -> serde_json::Value {
 pub fn run(a: &PlanArgs) -> Result<(), String> {
     let map = map_model(&a.model)?;
     let model = Model::from_bytes(map.bytes()).map_err(|e| format!("{}: {e}", a.model))?;
-    let params = PlanParams {
-        ctx_tokens: a.ctx.unwrap_or(0),
-        kv_type: a.kv,
-        max_batch: a.batch,
-        max_outputs: a.outputs,
-        threads: a.threads,
-        ..PlanParams::default()
-    };
-    let (p, max_ctx) = match (a.ctx, a.budget) {
-        (_, Some(budget)) => {
+    let params = a.plan.params(model.hparams.ctx_train, a.outputs);
+    let (p, max_ctx) = match a.plan.budget {
+        Some(budget) => {
             let p = plan::plan_for_budget(&model, &params, budget).map_err(|e| e.to_string())?;
             let max =
                 plan::max_context_for_budget(&model, &params, budget).map_err(|e| e.to_string())?;
             (p, Some(max))
         }
-        (Some(_), None) => (
+        None => (
             plan::plan(&model, &params).map_err(|e| e.to_string())?,
             None,
         ),
-        (None, None) => {
-            let p = PlanParams {
-                ctx_tokens: model.hparams.ctx_train,
-                ..params
-            };
-            (plan::plan(&model, &p).map_err(|e| e.to_string())?, None)
-        }
     };
     if a.json {
         let mut out = plan_json(&p);
         out["model"] = json!(a.model);
         out["params"] = json!({
-            "ctx_tokens": params.ctx_tokens, "kv_type": a.kv.name(),
-            "page_tokens": params.page_tokens, "max_batch": a.batch,
-            "max_outputs": a.outputs, "threads": a.threads,
+            "ctx_tokens": params.ctx_tokens, "kv_type": params.kv_type.name(),
+            "page_tokens": params.page_tokens, "max_batch": params.max_batch,
+            "max_outputs": params.max_outputs, "threads": params.threads,
+            "allow_ctx_beyond_train": params.allow_ctx_beyond_train,
         });
-        out["budget_bytes"] = json!(a.budget);
+        out["budget_bytes"] = json!(a.plan.budget);
         out["max_context_tokens"] = json!(max_ctx);
         println!(
             "{}",
@@ -102,7 +81,13 @@ pub fn run(a: &PlanArgs) -> Result<(), String> {
     }
     println!(
         "plan for {} (context {} tokens, KV {} in pages of {}, batch {}, {} output rows, {} threads)",
-        a.model, p.ctx_tokens, a.kv.name(), p.kv_page_tokens, a.batch, a.outputs, a.threads
+        a.model,
+        p.ctx_tokens,
+        params.kv_type.name(),
+        p.kv_page_tokens,
+        params.max_batch,
+        params.max_outputs,
+        params.threads
     );
     println!("{:<34} {:>14} {:>10}", "item", "bytes", "MiB");
     for (name, bytes) in p.items() {
@@ -124,9 +109,14 @@ pub fn run(a: &PlanArgs) -> Result<(), String> {
         mib(p.weights_in_place_bytes),
         p.weights_converted_bytes
     );
-    if let (Some(budget), Some(max)) = (a.budget, max_ctx) {
+    if let (Some(budget), Some(max)) = (a.plan.budget, max_ctx) {
+        let cap = if params.allow_ctx_beyond_train {
+            "beyond the training context"
+        } else {
+            "capped at the training context"
+        };
         println!(
-            "\nbudget {} bytes ({} MiB): largest context {} tokens (capped at the training context {})",
+            "\nbudget {} bytes ({} MiB): largest context {} tokens ({cap} {})",
             budget,
             mib(budget as u64),
             max,

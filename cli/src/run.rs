@@ -7,35 +7,24 @@ use std::time::Instant;
 use arenalm::host::detect_cpu;
 use arenalm_core::engine::{Engine, EngineParams, Outputs};
 use arenalm_core::kernels::KernelPath;
-use arenalm_core::kv::KvType;
-use arenalm_core::mem::plan::{self, PlanParams};
+use arenalm_core::mem::plan;
 use arenalm_core::model::Model;
 use arenalm_core::sample::{Sampler, SamplerParams};
 use arenalm_core::tokenizer::{Detokenizer, Tokenizer};
 
 use crate::common::{kernel_choice, map_model, mib, peak_rss_bytes, ArenaBuf, Threads};
+use crate::opts::PlanOpts;
 
 /// Arena and engine options shared by `run`, `chat` and `perplexity`.
 #[derive(Clone, Debug)]
 pub struct EngineArgs {
     /// Model path.
     pub model: String,
-    /// Arena budget in bytes.
-    pub budget: Option<usize>,
-    /// Fixed context.
-    pub ctx: Option<u32>,
-    /// Threads.
-    pub threads: u32,
-    /// Micro-batch.
-    pub batch: u32,
-    /// KV type.
-    pub kv: KvType,
+    /// The arena-deciding options (shared with `plan`).
+    pub plan: PlanOpts,
     /// Forced kernel.
     pub kernel: Option<KernelPath>,
 }
-
-/// Context used when neither `--ctx` nor `--budget` is given.
-pub const DEFAULT_CTX: u32 = 2048;
 
 /// An engine in its own arena, with its thread pool.
 pub struct Session {
@@ -58,20 +47,14 @@ impl Session {
         outputs: u32,
     ) -> Result<Session, String> {
         let model = Model::from_bytes(model_bytes).map_err(|e| format!("{}: {e}", a.model))?;
-        let mut p = PlanParams {
-            ctx_tokens: a.ctx.unwrap_or(0),
-            kv_type: a.kv,
-            max_batch: a.batch,
-            max_outputs: outputs,
-            threads: a.threads.max(1),
-            ..PlanParams::default()
-        };
-        let arena_bytes = match a.budget {
+        let p = a.plan.params(model.hparams.ctx_train, outputs);
+        // Absurd counts and a context beyond training are refused before
+        // the arena is allocated or a thread started.
+        p.check_for(&model.hparams).map_err(|e| e.to_string())?;
+        // The budget is the arena; without one, exactly what the plan needs.
+        let arena_bytes = match a.plan.budget {
             Some(b) => b,
             None => {
-                if a.ctx.is_none() {
-                    p.ctx_tokens = DEFAULT_CTX.min(model.hparams.ctx_train);
-                }
                 plan::plan(&model, &p)
                     .map_err(|e| e.to_string())?
                     .total_bytes
@@ -93,7 +76,7 @@ impl Session {
             _arena: arena,
             arena_bytes,
             engine,
-            threads: Threads::new(a.threads as usize)?,
+            threads: Threads::new(p.threads as usize)?,
         })
     }
 }
@@ -235,9 +218,9 @@ pub fn run(a: &EngineArgs, prompt: &str, n_predict: u32, s: &SampleArgs) -> Resu
         mib(engine.arena_used() as u64),
         mib(session.arena_bytes as u64),
         engine.ctx_capacity(),
-        a.kv.name(),
+        a.plan.kv.name(),
         engine.kernel_path().name(),
-        a.threads.max(1)
+        a.plan.threads
     );
     eprintln!(
         "weights mapped from the model file: {} MiB; peak RSS: {} MiB",

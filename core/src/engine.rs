@@ -90,13 +90,19 @@ impl<'a> Engine<'a> {
     /// With `params.plan.ctx_tokens == 0` the context is the largest that
     /// fits the arena (capped at the training context). The arena should be
     /// 64-byte aligned; otherwise up to 63 leading bytes are skipped. Fails
-    /// with [`Error::Budget`] (needed / available) if the plan does not fit.
+    /// with [`Error::OutOfRange`] for a count above its cap,
+    /// [`Error::ContextBeyondTraining`] for a context longer than the model
+    /// was trained for (unless allowed), and [`Error::Budget`] (needed /
+    /// available) if the plan does not fit.
     pub fn new(
         model_bytes: &'a [u8],
         arena: &'a mut [u8],
         params: &EngineParams,
         features: &CpuFeatures,
     ) -> Result<&'a mut Engine<'a>> {
+        // Cheapest first: the counts against their caps, before the model
+        // is parsed or a byte of the arena is touched.
+        params.plan.validate()?;
         let model = Model::from_bytes(model_bytes)?;
         let rope = Rope::new(&model.hparams)?;
         let kernels = Kernels::new(features, params.kernel)?;

@@ -156,6 +156,25 @@ pub enum Error {
         /// Which argument, and why.
         what: &'static str,
     },
+    /// A count is outside the range the engine accepts (a documented cap).
+    OutOfRange {
+        /// Which count.
+        what: &'static str,
+        /// The value given.
+        value: u64,
+        /// The smallest value accepted.
+        min: u64,
+        /// The largest value accepted.
+        max: u64,
+    },
+    /// The requested context is longer than the model was trained for, and
+    /// the caller did not allow that explicitly.
+    ContextBeyondTraining {
+        /// Context requested, in tokens.
+        requested: u32,
+        /// The model's training context (`*.context_length`), in tokens.
+        trained: u32,
+    },
     /// A slab operation was refused.
     Slab(SlabError),
     /// The GGUF bytes are malformed or exceed a cap.
@@ -348,6 +367,21 @@ impl fmt::Display for Error {
             ),
             Error::Overflow { what } => write!(f, "size overflow computing {what}"),
             Error::InvalidArgument { what } => write!(f, "invalid argument: {what}"),
+            Error::OutOfRange {
+                what,
+                value,
+                min,
+                max,
+            } => write!(
+                f,
+                "{what} = {value} is out of range (accepted: {min} to {max})"
+            ),
+            Error::ContextBeyondTraining { requested, trained } => write!(
+                f,
+                "a context of {requested} tokens exceeds the model's training context of \
+                 {trained} tokens; allow it explicitly (allow_ctx_beyond_train, \
+                 --allow-ctx-beyond-train) to run beyond it anyway"
+            ),
             Error::Slab(e) => write!(f, "{e}"),
             Error::Gguf(e) => write!(f, "{e}"),
             Error::Model(e) => write!(f, "{e}"),
@@ -462,6 +496,30 @@ mod tests {
     fn name_keeps_valid_prefix_of_invalid_utf8() {
         let n = Name::from_bytes(b"blk.0\xff\xfe");
         assert_eq!(n.as_str(), "blk.0");
+    }
+
+    #[test]
+    fn range_and_context_errors_name_both_numbers() {
+        let mut buf = [0u8; 256];
+        let e = Error::OutOfRange {
+            what: "threads",
+            value: 100_000,
+            min: 1,
+            max: 256,
+        };
+        let s = crate::fmt_util::write_to(&mut buf, format_args!("{e}"));
+        assert_eq!(s, "threads = 100000 is out of range (accepted: 1 to 256)");
+        let e = Error::ContextBeyondTraining {
+            requested: 9000,
+            trained: 8192,
+        };
+        let s = crate::fmt_util::write_to(&mut buf, format_args!("{e}"));
+        assert!(
+            s.starts_with(
+                "a context of 9000 tokens exceeds the model's training context of 8192 tokens"
+            ),
+            "{s}"
+        );
     }
 
     #[test]

@@ -69,7 +69,8 @@ fn nulls_and_hostile_bytes_are_statuses_not_crashes() {
         );
         assert!(m.is_null());
         assert_eq!(alm_model_close(null_mut()), alm_status::ALM_OK);
-        alm_engine_free(null_mut());
+        assert_eq!(alm_engine_free(null_mut()), alm_status::ALM_OK);
+        assert_eq!(alm_tokenizer_free(null_mut()), alm_status::ALM_OK);
         let missing = c"/nonexistent/model.gguf";
         assert_eq!(
             alm_model_open_file(missing.as_ptr(), &mut m, err.as_mut_ptr(), 256),
@@ -109,15 +110,12 @@ fn plan_then_create_an_engine_in_exactly_the_planned_bytes() {
             alm_status::ALM_OK
         );
         p.ctx_tokens = 64;
-        let mut pp = std::mem::zeroed::<alm_plan_params>();
-        alm_plan_default_params(&mut pp, std::mem::size_of::<alm_plan_params>());
-        pp.ctx_tokens = 64;
         let mut plan = alm_memory_plan {
             size: std::mem::size_of::<alm_memory_plan>() as u32,
             ..Default::default()
         };
         assert_eq!(
-            alm_plan(m, &pp, &mut plan, err.as_mut_ptr(), 256),
+            alm_plan(m, &p, &mut plan, err.as_mut_ptr(), 256),
             alm_status::ALM_OK,
             "{}",
             msg(&err)
@@ -228,7 +226,7 @@ fn plan_then_create_an_engine_in_exactly_the_planned_bytes() {
             .unwrap();
         assert_eq!(tok as usize, best);
 
-        alm_engine_free(e);
+        assert_eq!(alm_engine_free(e), alm_status::ALM_OK);
         assert_eq!(alm_model_close(m), alm_status::ALM_OK);
     }
 }
@@ -304,7 +302,7 @@ fn a_callers_parallel_for_gives_the_same_logits() {
                 alm_status::ALM_OK
             );
             let out = std::slice::from_raw_parts(logits, 49152).to_vec();
-            alm_engine_free(e);
+            assert_eq!(alm_engine_free(e), alm_status::ALM_OK);
             out
         };
         let serial = run(false);
@@ -495,8 +493,8 @@ fn tokenizer_api_reports_exact_sizes_and_refuses_garbage() {
             alm_status::ALM_ERR_INVALID_ARGUMENT
         );
 
-        alm_tokenizer_free(tok);
-        alm_engine_free(e);
+        assert_eq!(alm_tokenizer_free(tok), alm_status::ALM_OK);
+        assert_eq!(alm_engine_free(e), alm_status::ALM_OK);
         assert_eq!(alm_model_close(m), alm_status::ALM_OK);
     }
 }
@@ -563,7 +561,7 @@ fn a_standalone_tokenizer_loads_a_model_arenalm_cannot_run() {
         );
         assert_eq!(ids[0], 2); // <bos>
         assert!(n >= 2);
-        alm_tokenizer_free(tok);
+        assert_eq!(alm_tokenizer_free(tok), alm_status::ALM_OK);
         // One byte short of the arena the tokenizer needs.
         let s = alm_tokenizer_create(
             bytes.as_ptr(),
@@ -575,5 +573,184 @@ fn a_standalone_tokenizer_loads_a_model_arenalm_cannot_run() {
             256,
         );
         assert_eq!(s, alm_status::ALM_ERR_BUDGET);
+    }
+}
+
+fn default_params() -> alm_engine_params {
+    // SAFETY: a plain C struct, filled by the library.
+    unsafe {
+        let mut p = std::mem::zeroed::<alm_engine_params>();
+        assert_eq!(
+            alm_engine_default_params(&mut p, std::mem::size_of::<alm_engine_params>()),
+            alm_status::ALM_OK
+        );
+        p
+    }
+}
+
+fn plan_struct() -> alm_memory_plan {
+    alm_memory_plan {
+        size: std::mem::size_of::<alm_memory_plan>() as u32,
+        ..Default::default()
+    }
+}
+
+#[test]
+fn one_params_struct_plans_the_arena_and_creates_the_engine_in_it() {
+    let m = open_model();
+    let mut err = [0 as c_char; 256];
+    // SAFETY: live handles, arenas we own.
+    unsafe {
+        // Fill a budget with 3 threads: the plan and the engine agree on
+        // every byte, because they read the same struct.
+        let mut p = default_params();
+        p.threads = 3;
+        p.max_batch = 16;
+        let budget = 12 << 20;
+        let mut plan = plan_struct();
+        assert_eq!(
+            alm_plan_for_budget(m, &p, budget, &mut plan, err.as_mut_ptr(), 256),
+            alm_status::ALM_OK,
+            "{}",
+            msg(&err)
+        );
+        let mut max_ctx = 0u32;
+        assert_eq!(
+            alm_plan_max_context(m, &p, budget, &mut max_ctx, null_mut(), 0),
+            alm_status::ALM_OK
+        );
+        assert_eq!(max_ctx, plan.ctx_tokens);
+        let mut buf = arena(budget);
+        let mut e = null_mut();
+        assert_eq!(
+            alm_engine_create(
+                m,
+                buf.as_mut_ptr().cast(),
+                budget,
+                &p,
+                &mut e,
+                err.as_mut_ptr(),
+                256
+            ),
+            alm_status::ALM_OK,
+            "{}",
+            msg(&err)
+        );
+        let mut st = alm_engine_state {
+            size: std::mem::size_of::<alm_engine_state>() as u32,
+            ..Default::default()
+        };
+        assert_eq!(alm_engine_get_state(e, &mut st), alm_status::ALM_OK);
+        assert_eq!(st.ctx_capacity, u64::from(plan.ctx_tokens));
+        assert_eq!(st.arena_used, plan.total_bytes);
+        let mut carved = plan_struct();
+        assert_eq!(alm_engine_get_plan(e, &mut carved), alm_status::ALM_OK);
+        assert_eq!(carved, plan);
+        assert_eq!(alm_engine_free(e), alm_status::ALM_OK);
+        assert_eq!(alm_model_close(m), alm_status::ALM_OK);
+    }
+}
+
+#[test]
+fn a_context_beyond_training_is_refused_naming_both_numbers_unless_allowed() {
+    let m = open_model();
+    let mut err = [0 as c_char; 256];
+    // SAFETY: live handles, structs we own.
+    unsafe {
+        let mut p = default_params();
+        p.ctx_tokens = 8193; // SmolLM2 was trained on 8192 tokens.
+        let mut plan = plan_struct();
+        assert_eq!(
+            alm_plan(m, &p, &mut plan, err.as_mut_ptr(), 256),
+            alm_status::ALM_ERR_INVALID_ARGUMENT
+        );
+        let text = msg(&err);
+        assert!(text.contains("8193") && text.contains("8192"), "{text}");
+        // The engine refuses it the same way, before touching the arena.
+        let mut e = null_mut();
+        let mut small = arena(64);
+        assert_eq!(
+            alm_engine_create(
+                m,
+                small.as_mut_ptr().cast(),
+                64,
+                &p,
+                &mut e,
+                err.as_mut_ptr(),
+                256
+            ),
+            alm_status::ALM_ERR_INVALID_ARGUMENT
+        );
+        assert!(msg(&err).contains("training context of 8192"));
+        p.allow_ctx_beyond_train = 1;
+        assert_eq!(
+            alm_plan(m, &p, &mut plan, err.as_mut_ptr(), 256),
+            alm_status::ALM_OK
+        );
+        assert_eq!(plan.ctx_tokens, 8193);
+        assert_eq!(alm_model_close(m), alm_status::ALM_OK);
+    }
+}
+
+static REENTRANT_ENGINE: AtomicUsize = AtomicUsize::new(0);
+static REENTRANT_STATUS: AtomicUsize = AtomicUsize::new(usize::MAX);
+
+unsafe extern "C" fn reentrant_parallel_for(
+    _user: *mut c_void,
+    n: usize,
+    task: alm_task_fn,
+    ctx: *mut c_void,
+) {
+    let e = std::ptr::without_provenance_mut::<alm_engine>(REENTRANT_ENGINE.load(Ordering::SeqCst));
+    // SAFETY: a valid handle number and state struct; the call must refuse.
+    let s = unsafe {
+        let mut st = alm_engine_state {
+            size: std::mem::size_of::<alm_engine_state>() as u32,
+            ..Default::default()
+        };
+        alm_engine_get_state(e, &mut st)
+    };
+    REENTRANT_STATUS.store(s as usize, Ordering::SeqCst);
+    for i in 0..n {
+        // SAFETY: the library's task with its context, as documented.
+        unsafe { task(ctx, i) };
+    }
+}
+
+#[test]
+fn calling_an_engine_from_inside_its_own_parallel_for_is_busy_not_a_deadlock() {
+    let m = open_model();
+    // SAFETY: live handles, an arena we own, a valid callback.
+    unsafe {
+        let mut p = default_params();
+        p.ctx_tokens = 16;
+        p.threads = 2;
+        p.parallel_for = Some(reentrant_parallel_for);
+        let mut buf = arena(16 << 20);
+        let mut e = null_mut();
+        assert_eq!(
+            alm_engine_create(
+                m,
+                buf.as_mut_ptr().cast(),
+                16 << 20,
+                &p,
+                &mut e,
+                null_mut(),
+                0
+            ),
+            alm_status::ALM_OK
+        );
+        REENTRANT_ENGINE.store(e.addr(), Ordering::SeqCst);
+        let t = [1u32];
+        assert_eq!(
+            alm_engine_eval(e, t.as_ptr(), 1, 0, null_mut(), null_mut(), null_mut(), 0),
+            alm_status::ALM_OK
+        );
+        assert_eq!(
+            REENTRANT_STATUS.load(Ordering::SeqCst),
+            alm_status::ALM_ERR_BUSY as usize
+        );
+        assert_eq!(alm_engine_free(e), alm_status::ALM_OK);
+        assert_eq!(alm_model_close(m), alm_status::ALM_OK);
     }
 }

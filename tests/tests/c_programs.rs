@@ -1,11 +1,13 @@
 //! The C and C++ examples, built by `make -C examples-c` (scripts/test.sh
 //! does it, natively and for aarch64), run natively, under valgrind when it
-//! is installed, and under qemu-aarch64 for both CPU models.
+//! is installed, and under qemu-aarch64 for both CPU models; and the C test
+//! programs of `tests/c`, built here against the release library.
 
 use std::path::PathBuf;
 use std::process::Command;
+use std::sync::OnceLock;
 
-use arenalm_tests::{arenalm_bin, have, model_q4_1, root, run, run_ok};
+use arenalm_tests::{arenalm_bin, have, model_q4_1, release_dir, root, run, run_ok};
 
 fn example(target: &str, name: &str) -> PathBuf {
     let p = root().join("examples-c/build").join(target).join(name);
@@ -33,11 +35,15 @@ fn plan_c_agrees_with_the_cli() {
             .arg(&m)
             .arg("67108864"),
     );
+    // plan.c keeps the C API's default of one thread; the CLI's default is
+    // the machine's cores, so say it.
     let cli = run_ok(Command::new(arenalm_bin()).args([
         "plan",
         m.to_str().unwrap(),
         "--budget",
         "67108864",
+        "-t",
+        "1",
         "--json",
     ]));
     let v: serde_json::Value = serde_json::from_str(&cli).unwrap();
@@ -167,4 +173,76 @@ fn generate_c_runs_in_its_static_arena_natively_and_under_qemu() {
         let kernel = if cpu == "max" { "neon-i8mm" } else { "neon" };
         assert!(out.contains(&format!("(kernel {kernel})")), "{cpu}: {out}");
     }
+}
+
+/// Compiles `tests/c/abuse.c` against the release static library, with the
+/// examples' warnings-as-errors flags, once per test run.
+fn abuse_program() -> PathBuf {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    let name = "abuse";
+    BUILT
+        .get_or_init(|| {
+            let lib = release_dir().join("libarenalm.a");
+            assert!(
+                lib.exists(),
+                "{} is missing: run `cargo build --release --workspace` first (scripts/test.sh does)",
+                lib.display()
+            );
+            let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(name);
+            let cc = std::env::var("CC").unwrap_or_else(|_| "cc".into());
+            run_ok(
+                Command::new(cc)
+                    .args(["-std=c11", "-Wall", "-Wextra", "-Werror", "-pedantic", "-O1", "-g"])
+                    .arg("-I")
+                    .arg(root().join("include"))
+                    .arg(root().join(format!("tests/c/{name}.c")))
+                    .arg(&lib)
+                    .args(["-lpthread", "-ldl", "-lm", "-o"])
+                    .arg(&out),
+            );
+            out
+        })
+        .clone()
+}
+
+/// The last line abuse.c prints: "abuse: N checks, 0 failed".
+fn assert_abuse_passed(out: &std::process::Output) {
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "abuse.c failed ({}):\n{stdout}\n{stderr}",
+        out.status
+    );
+    let line = stdout.lines().last().unwrap_or_default();
+    let checks: usize = line
+        .strip_prefix("abuse: ")
+        .and_then(|l| l.strip_suffix(" checks, 0 failed"))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("unexpected summary {line:?}"));
+    // Every size loop, NULL and handle check ran (the count only grows).
+    assert!(checks >= 1600, "only {checks} checks ran");
+}
+
+#[test]
+fn abuse_c_gets_the_exact_status_for_every_misuse() {
+    let out = run(Command::new(abuse_program()).arg(model_q4_1()));
+    assert_abuse_passed(&out);
+}
+
+#[test]
+fn abuse_c_is_clean_under_valgrind() {
+    if !have("valgrind") {
+        panic!("valgrind is not installed (.ci/run installs it)");
+    }
+    let out = run(Command::new("valgrind")
+        .args([
+            "--error-exitcode=9",
+            "--leak-check=full",
+            "--errors-for-leak-kinds=definite",
+            "-q",
+        ])
+        .arg(abuse_program())
+        .arg(model_q4_1()));
+    assert_abuse_passed(&out);
 }

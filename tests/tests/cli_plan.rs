@@ -129,4 +129,128 @@ fn bad_arguments_fail_with_a_message() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("not enough memory"));
     let out = run(Command::new(arenalm_bin()).args(["inspect", "/nonexistent.gguf"]));
     assert!(!out.status.success());
+    // An absurd thread count is refused before a thread starts or an arena
+    // is allocated, by every command that takes one (bench measures nothing).
+    for args in [
+        &["run", "-p", "Hi", "--budget", "1GB"][..],
+        &["bench", "-p", "0", "-n", "1"][..],
+        &["plan"][..],
+    ] {
+        let out = run(Command::new(arenalm_bin()).args(args).args([
+            "-m",
+            m.to_str().unwrap(),
+            "-t",
+            "100000",
+        ]));
+        assert!(!out.status.success(), "{args:?}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr)
+                .contains("threads = 100000 is out of range (accepted: 1 to 256)"),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+fn total_bytes(json: &str) -> u64 {
+    let v: Value = serde_json::from_str(json).unwrap();
+    v["total_bytes"].as_u64().unwrap()
+}
+
+/// The "arena: USED of BUDGET bytes used" numbers `run` prints.
+fn arena_line(stderr: &str) -> (u64, u64) {
+    let line = stderr
+        .lines()
+        .find(|l| l.starts_with("arena: "))
+        .unwrap_or_else(|| panic!("no arena line in:\n{stderr}"));
+    let w: Vec<&str> = line.split_whitespace().collect();
+    (w[1].parse().unwrap(), w[3].parse().unwrap())
+}
+
+#[test]
+fn the_arena_plan_prints_is_the_arena_run_needs_with_the_same_flags() {
+    let m = model_q4_1();
+    let m = m.to_str().unwrap();
+    // Default flags, then a thread count that changes the arena: each time
+    // `plan`'s total is exactly what `run` uses for the same context.
+    for extra in [&[][..], &["-t", "3", "-b", "32"][..]] {
+        let plan = arenalm(&[&["plan", "-m", m, "--json"], extra].concat());
+        let total = total_bytes(&plan);
+        let v: Value = serde_json::from_str(&plan).unwrap();
+        assert_eq!(
+            v["params"]["ctx_tokens"], 2048,
+            "the shared default context"
+        );
+        let budget = total.to_string();
+        let out = run(Command::new(arenalm_bin()).args(
+            [
+                &["run", "-m", m, "--ctx", "2048", "--budget", &budget][..],
+                extra,
+                &["-n", "1", "-p", "Hi", "--temp", "0"],
+            ]
+            .concat(),
+        ));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{stderr}");
+        assert_eq!(arena_line(&stderr), (total, total), "{stderr}");
+    }
+}
+
+#[test]
+fn a_context_beyond_training_needs_an_explicit_flag() {
+    let m = model_q4_1();
+    let m = m.to_str().unwrap();
+    let out = run(Command::new(arenalm_bin()).args(["plan", m, "--ctx", "9000"]));
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("9000")
+            && stderr.contains("8192")
+            && stderr.contains("--allow-ctx-beyond-train"),
+        "{stderr}"
+    );
+    let ok = arenalm(&[
+        "plan",
+        m,
+        "--ctx",
+        "9000",
+        "--allow-ctx-beyond-train",
+        "--json",
+    ]);
+    let v: Value = serde_json::from_str(&ok).unwrap();
+    assert_eq!(v["ctx_tokens"], 9000);
+    // run refuses it the same way, before allocating the arena.
+    let out = run(Command::new(arenalm_bin()).args(["run", "-m", m, "--ctx", "9000", "-p", "Hi"]));
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("training context of 8192"));
+}
+
+#[test]
+fn every_command_takes_dash_m() {
+    let m = model_q4_1();
+    let m = m.to_str().unwrap();
+    // The positional form and -m give the same answer.
+    assert_eq!(
+        arenalm(&["inspect", "-m", m, "--json"]),
+        arenalm(&["inspect", m, "--json"])
+    );
+    assert_eq!(
+        arenalm(&["plan", "-m", m, "--json"]),
+        arenalm(&["plan", m, "--json"])
+    );
+    let ids = arenalm(&["tokenize", "-m", m, "-p", "Hello", "--json"]);
+    assert!(ids.contains("19556"), "{ids}");
+    // quantize reads its input from -m (a missing file proves which argument it took).
+    let out = run(Command::new(arenalm_bin()).args([
+        "quantize",
+        "-m",
+        "/nonexistent.gguf",
+        "out.gguf",
+        "q8_0",
+    ]));
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot open /nonexistent.gguf"));
+    // Both forms at once are refused.
+    let out = run(Command::new(arenalm_bin()).args(["plan", m, "-m", m]));
+    assert!(!out.status.success());
 }

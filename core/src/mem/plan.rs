@@ -26,7 +26,17 @@
 //! With a fixed context, `pages = ceil(ctx / page_tokens)`. With "fill the
 //! budget" (`ctx_tokens = 0`), the planner finds the largest page count whose
 //! total fits, by binary search over the (monotone) total, and caps it at the
-//! model's training context; the context is then `pages x page_tokens`.
+//! model's training context (or at [`MAX_CTX_TOKENS`] with
+//! [`PlanParams::allow_ctx_beyond_train`]); the context is then
+//! `pages x page_tokens`.
+//!
+//! # Refusals, cheapest first
+//!
+//! Every count has a cap (`MAX_*` below), checked by
+//! [`PlanParams::validate`] before any model is looked at; a fixed context
+//! longer than the model's training context is refused with both numbers
+//! ([`Error::ContextBeyondTraining`]) unless the caller allows it. Only then
+//! are sizes computed, with checked arithmetic.
 //!
 //! Weights are read in place from the model bytes and are not part of the
 //! arena; the plan reports their size for the caller's total.
@@ -44,6 +54,11 @@ use crate::tokenizer::{Tokenizer, TokenizerOptions};
 pub struct PlanParams {
     /// Context in tokens; 0 means "as many as the budget allows".
     pub ctx_tokens: u32,
+    /// Accept a context longer than the model's training context. Off by
+    /// default: a longer context is refused with
+    /// [`Error::ContextBeyondTraining`], and "as many as the budget allows"
+    /// stops at the training context. On: both go up to [`MAX_CTX_TOKENS`].
+    pub allow_ctx_beyond_train: bool,
     /// KV cache element type.
     pub kv_type: KvType,
     /// Tokens per KV page.
@@ -62,6 +77,7 @@ impl Default for PlanParams {
     fn default() -> Self {
         PlanParams {
             ctx_tokens: 0,
+            allow_ctx_beyond_train: false,
             kv_type: KvType::F16,
             page_tokens: 16,
             max_batch: 64,
@@ -72,30 +88,61 @@ impl Default for PlanParams {
     }
 }
 
-/// Largest micro-batch, output row count, thread count or page size accepted.
-pub const MAX_PARAM: u32 = 1 << 16;
+/// Largest context accepted, in tokens, even with
+/// [`PlanParams::allow_ctx_beyond_train`].
+pub const MAX_CTX_TOKENS: u32 = 1 << 24;
+/// Largest KV page accepted, in tokens.
+pub const MAX_PAGE_TOKENS: u32 = 1 << 16;
+/// Largest micro-batch accepted, in tokens.
+pub const MAX_BATCH: u32 = 1 << 16;
+/// Largest number of logits rows one evaluation may return.
+pub const MAX_OUTPUTS: u32 = 1 << 16;
+/// Largest thread count (or task count of a caller's parallel-for) accepted.
+pub const MAX_THREADS: u32 = 256;
+
+fn in_range(what: &'static str, value: u32, min: u32, max: u32) -> Result<()> {
+    if (min..=max).contains(&value) {
+        Ok(())
+    } else {
+        Err(Error::OutOfRange {
+            what,
+            value: u64::from(value),
+            min: u64::from(min),
+            max: u64::from(max),
+        })
+    }
+}
 
 impl PlanParams {
-    fn check(&self) -> Result<()> {
-        let in_range = |v: u32| (1..=MAX_PARAM).contains(&v);
-        if !in_range(self.page_tokens) {
-            return Err(Error::InvalidArgument {
-                what: "page_tokens must be between 1 and 65536",
-            });
+    /// Checks every count against its cap (`MAX_*`), without looking at a
+    /// model: cheap, so callers run it before anything else.
+    pub fn validate(&self) -> Result<()> {
+        in_range("ctx_tokens", self.ctx_tokens, 0, MAX_CTX_TOKENS)?;
+        in_range("page_tokens", self.page_tokens, 1, MAX_PAGE_TOKENS)?;
+        in_range("max_batch", self.max_batch, 1, MAX_BATCH)?;
+        in_range("max_outputs", self.max_outputs, 1, MAX_OUTPUTS)?;
+        in_range("threads", self.threads, 1, MAX_THREADS)?;
+        Ok(())
+    }
+
+    /// The longest context these parameters allow for a model trained on
+    /// `ctx_train` tokens.
+    pub fn ctx_limit(&self, ctx_train: u32) -> u32 {
+        if self.allow_ctx_beyond_train {
+            MAX_CTX_TOKENS
+        } else {
+            ctx_train
         }
-        if !in_range(self.max_batch) {
-            return Err(Error::InvalidArgument {
-                what: "max_batch must be between 1 and 65536",
-            });
-        }
-        if !in_range(self.max_outputs) {
-            return Err(Error::InvalidArgument {
-                what: "max_outputs must be between 1 and 65536",
-            });
-        }
-        if !in_range(self.threads) {
-            return Err(Error::InvalidArgument {
-                what: "threads must be between 1 and 65536",
+    }
+
+    /// [`PlanParams::validate`], then refuses a fixed context longer than
+    /// the model's training context unless explicitly allowed.
+    pub fn check_for(&self, hp: &Hparams) -> Result<()> {
+        self.validate()?;
+        if self.ctx_tokens > self.ctx_limit(hp.ctx_train) {
+            return Err(Error::ContextBeyondTraining {
+                requested: self.ctx_tokens,
+                trained: hp.ctx_train,
             });
         }
         Ok(())
@@ -329,8 +376,8 @@ pub fn attn_slot_per_head(page_tokens: u32, head_dim: u32) -> usize {
 }
 
 fn fixed_part(model: &Model<'_>, p: &PlanParams) -> Result<Fixed> {
-    p.check()?;
     let hp = &model.hparams;
+    p.check_for(hp)?;
     let geometry = KvGeometry::new(
         hp.n_layers as usize,
         hp.n_kv_heads as usize,
@@ -339,7 +386,7 @@ fn fixed_part(model: &Model<'_>, p: &PlanParams) -> Result<Fixed> {
         p.page_tokens as usize,
     )?;
     let (scratch, elems) = scratch_plan(model, p)?;
-    let max_pages = hp.ctx_train.div_ceil(p.page_tokens);
+    let max_pages = p.ctx_limit(hp.ctx_train).div_ceil(p.page_tokens);
     Ok(Fixed {
         weights: model.globals.weights_bytes,
         engine: Arena::bytes_for::<Engine<'static>>(1).ok_or(overflow("engine state"))?,
@@ -427,7 +474,8 @@ pub fn plan(model: &Model<'_>, params: &PlanParams) -> Result<MemoryPlan> {
 /// The plan for a budget of `budget_bytes` (from a 64-byte-aligned start).
 ///
 /// With `params.ctx_tokens == 0` the context is the largest whole number of
-/// pages that fits, capped at the model's training context. With a fixed
+/// pages that fits, capped at the model's training context (see
+/// [`PlanParams::ctx_limit`]). With a fixed
 /// context the plan must fit, or the error says needed and available.
 pub fn plan_for_budget(
     model: &Model<'_>,
@@ -475,8 +523,8 @@ pub fn plan_for_budget(
     assemble(&f, lo)
 }
 
-/// The largest context (in tokens, whole pages, at most the training
-/// context) that fits `budget_bytes` with these parameters.
+/// The largest context (in tokens, whole pages, at most
+/// [`PlanParams::ctx_limit`]) that fits `budget_bytes` with these parameters.
 pub fn max_context_for_budget(
     model: &Model<'_>,
     params: &PlanParams,
@@ -626,7 +674,11 @@ mod tests {
                 ..params()
             },
             PlanParams {
-                threads: 1 << 20,
+                threads: MAX_THREADS + 1,
+                ..params()
+            },
+            PlanParams {
+                max_outputs: 0,
                 ..params()
             },
             PlanParams {
@@ -636,6 +688,20 @@ mod tests {
         ] {
             assert!(plan(&model, &bad).is_err(), "{bad:?}");
         }
+        // The refusal names the count, its value and the accepted range.
+        let huge = PlanParams {
+            threads: 1 << 20,
+            ..params()
+        };
+        assert_eq!(
+            plan(&model, &huge).unwrap_err(),
+            Error::OutOfRange {
+                what: "threads",
+                value: 1 << 20,
+                min: 1,
+                max: 256
+            }
+        );
         // A context that is not a whole number of pages rounds the pool up.
         let odd = PlanParams {
             ctx_tokens: 17,
@@ -643,5 +709,58 @@ mod tests {
         };
         let p = plan(&model, &odd).unwrap();
         assert_eq!((p.kv_pages, p.ctx_tokens), (2, 17));
+    }
+
+    #[test]
+    fn a_context_beyond_training_needs_an_explicit_override() {
+        // The tiny model was trained on 256 tokens.
+        let bytes = tiny();
+        let model = Model::from_bytes(&bytes).unwrap();
+        assert_eq!(model.hparams.ctx_train, 256);
+        let at_train = PlanParams {
+            ctx_tokens: 256,
+            ..params()
+        };
+        assert!(plan(&model, &at_train).is_ok());
+        let beyond = PlanParams {
+            ctx_tokens: 257,
+            ..params()
+        };
+        assert_eq!(
+            plan(&model, &beyond).unwrap_err(),
+            Error::ContextBeyondTraining {
+                requested: 257,
+                trained: 256
+            }
+        );
+        assert!(plan_for_budget(&model, &beyond, 1 << 30).is_err());
+        let allowed = PlanParams {
+            allow_ctx_beyond_train: true,
+            ..beyond
+        };
+        assert_eq!(plan(&model, &allowed).unwrap().ctx_tokens, 257);
+        // Filling a budget stops at the training context unless allowed.
+        let fill = PlanParams {
+            ctx_tokens: 0,
+            ..params()
+        };
+        assert_eq!(max_context_for_budget(&model, &fill, 1 << 30).unwrap(), 256);
+        let fill_beyond = PlanParams {
+            allow_ctx_beyond_train: true,
+            ..fill
+        };
+        assert!(max_context_for_budget(&model, &fill_beyond, 1 << 30).unwrap() > 256);
+        // Even allowed, the absolute cap holds.
+        let absurd = PlanParams {
+            ctx_tokens: MAX_CTX_TOKENS + 1,
+            ..allowed
+        };
+        assert!(matches!(
+            plan(&model, &absurd),
+            Err(Error::OutOfRange {
+                what: "ctx_tokens",
+                ..
+            })
+        ));
     }
 }

@@ -303,6 +303,20 @@ impl<'t> ChatTemplate<'t> {
         add_generation_prompt: bool,
         out: &mut [u8],
     ) -> Result<usize> {
+        self.format_iter(messages.iter().copied(), add_generation_prompt, out)
+    }
+
+    /// [`ChatTemplate::format`] over messages produced by an iterator (a
+    /// caller's array converted on the fly, with nothing collected).
+    pub fn format_iter<'m, I>(
+        &self,
+        messages: I,
+        add_generation_prompt: bool,
+        out: &mut [u8],
+    ) -> Result<usize>
+    where
+        I: Iterator<Item = ChatMessage<'m>> + Clone,
+    {
         let mut w = Out { buf: out, n: 0 };
         self.render(messages, add_generation_prompt, &mut w);
         if w.n > w.buf.len() {
@@ -313,11 +327,14 @@ impl<'t> ChatTemplate<'t> {
         Ok(w.n)
     }
 
-    fn render(&self, messages: &[ChatMessage<'_>], gen: bool, w: &mut Out<'_>) {
+    fn render<'m, I>(&self, messages: I, gen: bool, w: &mut Out<'_>)
+    where
+        I: Iterator<Item = ChatMessage<'m>> + Clone,
+    {
         use ChatFamily as F;
         match self.family {
             F::ChatMl => {
-                if let (Some(lit), Some(first)) = (self.default_system, messages.first()) {
+                if let (Some(lit), Some(first)) = (self.default_system, messages.clone().next()) {
                     if first.role != Role::System {
                         unescape(lit, |b| w.put(b));
                     }

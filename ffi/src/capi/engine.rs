@@ -1,85 +1,34 @@
 //! Engines: a model running inside a caller's arena.
 
 use std::ffi::{c_char, c_void};
-use std::sync::atomic::Ordering;
 
-use arenalm_core::engine::{Engine, EngineParams, Outputs};
-use arenalm_core::kernels::KernelPath;
+use arenalm_core::engine::{Engine, Outputs};
+use arenalm_core::error::TokenizerError;
 use arenalm_core::parallel::{Parallel, Serial};
 use arenalm_core::sample::{Sampler, SamplerParams};
+use arenalm_core::Error;
 
-use super::plan::{alm_memory_plan, alm_plan_params};
-use super::{alm_status, fill_out, guard, out_ref, read_params, ErrBuf};
-use crate::capi::model::{alm_model, ModelHandle};
+use super::handles::{HandleError, Handled, Id, Kind, Table, ALM_MAX_ENGINES};
+use super::model::{alm_model, MODELS};
+use super::params::{alm_engine_params, alm_kernel, alm_task_fn, Callback};
+use super::plan::alm_memory_plan;
+use super::versioned::{fill_defaults, fill_out, read_params, versioned};
+use super::{alm_status, caller_slice, guard, out_ptr, tri, ErrBuf};
 use crate::host::{detect_cpu, kernel_from_env, ThreadPool};
 
-/// A running engine (opaque).
+/// A running engine (opaque handle).
+///
+/// Its state (weights index, tokenizer tables, KV cache, scratch and the
+/// engine struct itself) lives in the arena you pass to
+/// `alm_engine_create`. The handle is a number naming a slot of the
+/// library's handle table (never an address: do not dereference it); the
+/// slot holds a pointer to the engine in your arena, the sampler
+/// (about 1.1 KiB) and the thread pool, if any. Calls check the handle
+/// first: a freed or foreign handle is `ALM_ERR_BAD_HANDLE`, and a second
+/// call on the same engine while one runs (another thread) is
+/// `ALM_ERR_BUSY`.
 pub struct alm_engine {
     _private: [u8; 0],
-}
-
-/// A task the engine hands to a parallel-for: call it once per index.
-pub type alm_task_fn = unsafe extern "C" fn(task_ctx: *mut c_void, task_index: usize);
-
-/// A caller-provided parallel-for: call `task(task_ctx, i)` for every `i` in
-/// `0..n_tasks`, on any threads, and return only when all calls returned.
-pub type alm_parallel_for_fn = unsafe extern "C" fn(
-    user_data: *mut c_void,
-    n_tasks: usize,
-    task: alm_task_fn,
-    task_ctx: *mut c_void,
-);
-
-/// Kernel paths (values of `alm_engine_params.kernel`).
-#[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum alm_kernel {
-    /// The fastest the CPU supports (or the `ALM_KERNEL` environment variable).
-    ALM_KERNEL_AUTO = 0,
-    /// Portable scalar code.
-    ALM_KERNEL_SCALAR = 1,
-    /// x86_64 AVX2 + FMA + F16C.
-    ALM_KERNEL_AVX2 = 2,
-    /// aarch64 NEON.
-    ALM_KERNEL_NEON = 3,
-    /// aarch64 NEON with the dot-product extension.
-    ALM_KERNEL_NEON_DOTPROD = 4,
-    /// x86_64 AVX2 + FMA + F16C + AVX-VNNI (256-bit `vpdpbusd`).
-    ALM_KERNEL_AVX_VNNI = 5,
-    /// x86_64 AVX-512 F/BW/VL + VNNI (512-bit `vpdpbusd`).
-    ALM_KERNEL_AVX512_VNNI = 6,
-    /// aarch64 NEON with dotprod and the int8 matrix-multiply extension.
-    ALM_KERNEL_NEON_I8MM = 7,
-}
-
-/// Every `alm_kernel` value but AUTO with its path: the one mapping both
-/// directions use.
-const KERNEL_PATHS: [(alm_kernel, KernelPath); 7] = [
-    (alm_kernel::ALM_KERNEL_SCALAR, KernelPath::Scalar),
-    (alm_kernel::ALM_KERNEL_AVX2, KernelPath::Avx2),
-    (alm_kernel::ALM_KERNEL_NEON, KernelPath::Neon),
-    (alm_kernel::ALM_KERNEL_NEON_DOTPROD, KernelPath::NeonDotprod),
-    (alm_kernel::ALM_KERNEL_AVX_VNNI, KernelPath::AvxVnni),
-    (alm_kernel::ALM_KERNEL_AVX512_VNNI, KernelPath::Avx512Vnni),
-    (alm_kernel::ALM_KERNEL_NEON_I8MM, KernelPath::NeonI8mm),
-];
-
-impl alm_kernel {
-    /// The value naming `path`.
-    fn of(path: KernelPath) -> alm_kernel {
-        KERNEL_PATHS
-            .iter()
-            .find(|(_, p)| *p == path)
-            .map_or(alm_kernel::ALM_KERNEL_SCALAR, |(k, _)| *k)
-    }
-
-    /// The path a raw `kernel` field names (`None` for an unknown value).
-    fn path_of(raw: u32) -> Option<KernelPath> {
-        KERNEL_PATHS
-            .iter()
-            .find(|(k, _)| *k as u32 == raw)
-            .map(|(_, p)| *p)
-    }
 }
 
 /// Which rows of an evaluation produce logits (`alm_engine_eval`).
@@ -92,63 +41,9 @@ pub enum alm_outputs {
     ALM_OUTPUTS_ALL = 1,
 }
 
-/// Engine parameters: the plan's, plus kernel and threading choices.
-#[repr(C)]
-#[derive(Clone, Copy, Debug)]
-pub struct alm_engine_params {
-    /// `sizeof(alm_engine_params)`.
-    pub size: u32,
-    /// Context in tokens; 0 = as large as the arena allows.
-    pub ctx_tokens: u32,
-    /// One of `alm_kv_type`.
-    pub kv_type: u32,
-    /// Tokens per KV page.
-    pub page_tokens: u32,
-    /// Most tokens per micro-batch.
-    pub max_batch: u32,
-    /// Most rows of logits per evaluation.
-    pub max_outputs: u32,
-    /// Threads (the built-in pool's size, or the task count handed to
-    /// `parallel_for`).
-    pub threads: u32,
-    /// One of `alm_kernel`.
-    pub kernel: u32,
-    /// Your own parallel-for (see `alm_parallel_for_fn`), or NULL for the
-    /// built-in thread pool.
-    pub parallel_for: Option<
-        unsafe extern "C" fn(
-            user_data: *mut c_void,
-            n_tasks: usize,
-            task: alm_task_fn,
-            task_ctx: *mut c_void,
-        ),
-    >,
-    /// Passed to `parallel_for` as `user_data`.
-    pub parallel_user_data: *mut c_void,
-}
-
-impl alm_engine_params {
-    fn defaults() -> Self {
-        let p = alm_plan_params::defaults();
-        alm_engine_params {
-            size: std::mem::size_of::<alm_engine_params>() as u32,
-            ctx_tokens: p.ctx_tokens,
-            kv_type: p.kv_type,
-            page_tokens: p.page_tokens,
-            max_batch: p.max_batch,
-            max_outputs: p.max_outputs,
-            threads: p.threads,
-            kernel: alm_kernel::ALM_KERNEL_AUTO as u32,
-            parallel_for: None,
-            parallel_user_data: std::ptr::null_mut(),
-        }
-    }
-}
-
 /// A caller's parallel-for as a core `Parallel`.
 struct CallbackParallel {
-    f: alm_parallel_for_fn,
-    user: *mut c_void,
+    callback: Callback,
     threads: usize,
 }
 
@@ -159,6 +54,13 @@ unsafe impl Sync for CallbackParallel {}
 // SAFETY: as above; the handle may move between threads with its engine.
 unsafe impl Send for CallbackParallel {}
 
+/// The `alm_task_fn` handed to a caller's parallel-for: runs task `index`
+/// of the job in `ctx`.
+///
+/// # Safety
+///
+/// `ctx` must be the context `CallbackParallel::run` passed with this
+/// function, during that call.
 unsafe extern "C" fn trampoline(ctx: *mut c_void, index: usize) {
     // SAFETY: `ctx` is the `&&dyn Fn` that `run` passed and keeps alive
     // until the caller's parallel-for returns.
@@ -176,7 +78,14 @@ impl Parallel for CallbackParallel {
         let ctx: *const &(dyn Fn(usize) + Sync) = &task;
         // SAFETY: the caller's function was provided for exactly this use;
         // `ctx` outlives the call.
-        unsafe { (self.f)(self.user, n_tasks, trampoline, ctx as *mut c_void) };
+        unsafe {
+            (self.callback.f)(
+                self.callback.user,
+                n_tasks,
+                trampoline as alm_task_fn,
+                ctx as *mut c_void,
+            )
+        };
     }
 }
 
@@ -196,63 +105,71 @@ impl Par {
     }
 }
 
-struct EngineHandle {
-    engine: &'static mut Engine<'static>,
-    model: *const ModelHandle,
+/// What an engine slot holds.
+pub(crate) struct EngineHandle {
+    /// The engine, in the caller's arena.
+    pub(crate) engine: &'static mut Engine<'static>,
+    /// The model's slot (one of its dependents is this engine).
+    model_slot: usize,
     par: Par,
     sampler: Sampler,
 }
 
-impl EngineHandle {
-    /// # Safety
-    ///
-    /// `e` must be NULL or a live pointer from `alm_engine_create`, not
-    /// used concurrently.
-    unsafe fn from_ptr<'h>(e: *mut alm_engine) -> Option<&'h mut EngineHandle> {
-        // SAFETY: per the contract.
-        unsafe { e.cast::<EngineHandle>().as_mut() }
-    }
+// SAFETY: an engine handle is only touched under its slot's exclusive lock
+// (one thread at a time); the engine borrows caller memory that the header
+// lets any thread use, and the parallel-for callback is `Send` per its
+// contract.
+unsafe impl Send for EngineHandle {}
+// SAFETY: as above: no shared access ever happens (slots lock exclusively).
+unsafe impl Sync for EngineHandle {}
+
+impl Handled for EngineHandle {
+    const KIND: Kind = Kind::Engine;
 }
 
-/// The tokenizer of a live engine, if its model has one.
-///
-/// # Safety
-///
-/// `e` must be a live engine handle, not used concurrently.
-pub(crate) unsafe fn engine_tokenizer<'h>(
-    e: *mut alm_engine,
-) -> Option<&'h mut arenalm_core::tokenizer::Tokenizer<'static>> {
-    // SAFETY: per the contract.
-    let h = unsafe { EngineHandle::from_ptr(e) }?;
-    h.engine.tokenizer_mut()
+/// The engine table.
+pub(crate) static ENGINES: Table<EngineHandle, { ALM_MAX_ENGINES as usize }> = Table::new();
+
+/// Bytes of static memory of the engine table.
+#[cfg(test)]
+pub(crate) const fn table_bytes() -> usize {
+    super::handles::table_bytes::<EngineHandle, { ALM_MAX_ENGINES as usize }>()
 }
 
-/// Fills `out` (`out_size` bytes) with the engine defaults: the plan
-/// defaults, automatic kernel choice, the built-in thread pool.
-///
-/// # Safety
-///
-/// `out` NULL or `out_size` writable bytes.
-#[no_mangle]
-pub unsafe extern "C" fn alm_engine_default_params(
-    out: *mut alm_engine_params,
-    out_size: usize,
+/// Runs `f` on the live engine `engine`, exclusively.
+fn with_engine(
+    err: &ErrBuf,
+    engine: *const alm_engine,
+    f: impl FnOnce(&mut EngineHandle) -> alm_status,
 ) -> alm_status {
-    // SAFETY: forwarded contract.
-    unsafe { super::fill_defaults(out, out_size, alm_engine_params::defaults()) }
+    Id::expect(engine, Kind::Engine)
+        .and_then(|id| ENGINES.with_mut(id, f))
+        .unwrap_or_else(|e| e.report(err, "engine", Kind::Engine))
 }
 
 /// Creates an engine for `model` inside the caller's `arena` (`arena_len`
-/// bytes, ideally 64-byte aligned). Every byte the engine writes is in the
-/// arena; nothing grows later. The engine's state lives in the arena too,
-/// so the caller keeps ownership of all memory; the model and the arena must
-/// outlive the engine. `ALM_ERR_BUDGET` says how many bytes were needed.
+/// bytes, ideally 64-byte aligned; otherwise up to 63 leading bytes are
+/// skipped). Every byte the engine writes is in the arena; nothing grows
+/// later. `params` NULL means the defaults.
+///
+/// Checks run cheapest first, and nothing is started before they pass:
+/// the params (`size`, enum values, every count against its `ALM_MAX_*`
+/// cap), the model handle, the arena pointer, a free handle slot, then the
+/// plan against the arena (`ALM_ERR_BUDGET` says how many bytes were
+/// needed, alignment skip included, and how many there were), then the
+/// engine is carved, and only then, last, the thread pool starts (when
+/// `threads > 1` and `parallel_for` is NULL: the library's only heap use,
+/// worker threads and their control block, released by `alm_engine_free`).
+///
+/// The model and the arena must outlive the engine; the arena must not
+/// overlap the model bytes (refused with `ALM_ERR_INVALID_ARGUMENT`).
+/// `*out` is NULL on failure.
 ///
 /// # Safety
 ///
-/// `model` a live handle; `arena` `arena_len` writable bytes, not touched by
-/// the caller until `alm_engine_free`; `params` NULL or valid; `out`
-/// writable; `err` NULL or `err_len` writable bytes.
+/// `arena` `arena_len` writable bytes, not touched by the caller until
+/// `alm_engine_free`; `params` NULL or valid; `out` writable; `err` NULL or
+/// `err_len` writable bytes.
 #[no_mangle]
 pub unsafe extern "C" fn alm_engine_create(
     model: *const alm_model,
@@ -265,126 +182,128 @@ pub unsafe extern "C" fn alm_engine_create(
 ) -> alm_status {
     let err = ErrBuf::new(err, err_len);
     guard(err, || {
-        let out = out_ref!(err, out, "out");
+        // SAFETY: writable per the contract.
+        let out = tri!(unsafe { out_ptr(&err, out, "out") });
         *out = std::ptr::null_mut();
-        // SAFETY: a live handle or NULL per the contract.
-        let Some(h) = (unsafe { ModelHandle::from_ptr(model) }) else {
-            return err.fail_with(alm_status::ALM_ERR_NULL_ARGUMENT, "`model` is NULL");
-        };
-        if arena.is_null() {
-            return err.fail_with(alm_status::ALM_ERR_NULL_ARGUMENT, "`arena` is NULL");
-        }
         // SAFETY: `params` is NULL or a valid struct per the contract.
-        let p = match unsafe { read_params(&err, params, alm_engine_params::defaults()) } {
-            Ok(p) => p,
-            Err(s) => return s,
-        };
-        let plan = alm_plan_params {
-            size: 0,
-            ctx_tokens: p.ctx_tokens,
-            kv_type: p.kv_type,
-            page_tokens: p.page_tokens,
-            max_batch: p.max_batch,
-            max_outputs: p.max_outputs,
-            threads: p.threads,
-        };
-        let plan = match plan.to_core(&err) {
-            Ok(p) => p,
-            Err(s) => return s,
-        };
-        let kernel = match p.kernel {
-            0 => match kernel_from_env() {
-                Ok(k) => k,
-                Err(msg) => return err.fail_with(alm_status::ALM_ERR_INVALID_ARGUMENT, &msg),
-            },
-            raw => match alm_kernel::path_of(raw) {
-                Some(path) => Some(path),
-                None => {
-                    return err.fail_with(
-                        alm_status::ALM_ERR_INVALID_ARGUMENT,
-                        "kernel is not an alm_kernel value",
-                    )
-                }
-            },
-        };
-        let threads = plan.threads.max(1) as usize;
-        let par = match p.parallel_for {
-            Some(f) => Par::Callback(CallbackParallel {
-                f,
-                user: p.parallel_user_data,
-                threads,
-            }),
-            None if threads > 1 => match ThreadPool::new(threads) {
-                Ok(pool) => Par::Pool(pool),
-                Err(e) => {
-                    return err.fail_with(
-                        alm_status::ALM_ERR_IO,
-                        &format!("cannot start {threads} threads: {e}"),
-                    )
-                }
-            },
-            None => Par::Serial,
-        };
+        let p = tri!(unsafe { read_params(&err, params, alm_engine_params::defaults(), "params") });
+        let mut p = tri!(p.resolve(&err));
+        let model_id =
+            tri!(Id::expect(model, Kind::Model).map_err(|e| e.report(&err, "model", Kind::Model)));
+        if arena.is_null() {
+            return err.fail_with(
+                alm_status::ALM_ERR_NULL_ARGUMENT,
+                format_args!("`arena` is NULL"),
+            );
+        }
         // SAFETY: the caller gives us `arena_len` writable bytes until
-        // `alm_engine_free`, and the model outlives the engine (enforced by
-        // the engine count that `alm_model_close` checks).
+        // `alm_engine_free`; only the length is checked here.
         let arena: &'static mut [u8] =
-            unsafe { std::slice::from_raw_parts_mut(arena.cast::<u8>(), arena_len) };
-        let params = EngineParams { plan, kernel };
-        let engine = match Engine::new(h.bytes, arena, &params, &detect_cpu()) {
-            Ok(e) => e,
-            Err(e) => return err.fail(&e),
-        };
+            tri!(unsafe { super::caller_slice_mut(&err, arena.cast::<u8>(), arena_len, "arena") });
+        if p.core.kernel.is_none() {
+            p.core.kernel = match kernel_from_env() {
+                Ok(k) => k,
+                Err(e) => {
+                    return err.fail_with(alm_status::ALM_ERR_INVALID_ARGUMENT, format_args!("{e}"))
+                }
+            };
+        }
         let sampler = match Sampler::new(SamplerParams::default()) {
             Ok(s) => s,
             Err(e) => return err.fail(&e),
         };
-        h.engines.fetch_add(1, Ordering::AcqRel);
-        let handle = Box::new(EngineHandle {
-            engine,
-            model: h,
-            par,
-            sampler,
+        let result = MODELS.with_ref(model_id, |m, model_slot| {
+            let (a, b) = (arena.as_ptr_range(), m.bytes.as_ptr_range());
+            if a.start < b.end && b.start < a.end {
+                return err.fail_with(
+                    alm_status::ALM_ERR_INVALID_ARGUMENT,
+                    format_args!("`arena` overlaps the model bytes"),
+                );
+            }
+            let Some(slot) = ENGINES.reserve() else {
+                return err.fail_with(
+                    alm_status::ALM_ERR_FULL,
+                    format_args!(
+                        "all {ALM_MAX_ENGINES} engine handles (ALM_MAX_ENGINES) are in use; free one"
+                    ),
+                );
+            };
+            let engine = match Engine::new(m.bytes, arena, &p.core, &detect_cpu()) {
+                Ok(e) => e,
+                Err(e) => return err.fail(&e),
+            };
+            let threads = p.core.plan.threads as usize;
+            // Last: the only step that starts anything.
+            let par = match p.callback {
+                Some(callback) => Par::Callback(CallbackParallel { callback, threads }),
+                None if threads > 1 => match ThreadPool::new(threads) {
+                    Ok(pool) => Par::Pool(pool),
+                    Err(e) => {
+                        return err.fail_with(
+                            alm_status::ALM_ERR_IO,
+                            format_args!("cannot start {threads} threads: {}", e.kind()),
+                        )
+                    }
+                },
+                None => Par::Serial,
+            };
+            model_slot.add_dependent();
+            let id = slot.fill(EngineHandle {
+                engine,
+                model_slot: model_id.slot,
+                par,
+                sampler,
+            });
+            *out = id.to_ptr();
+            alm_status::ALM_OK
         });
-        *out = Box::into_raw(handle).cast::<alm_engine>();
-        alm_status::ALM_OK
+        result.unwrap_or_else(|e| e.report(&err, "model", Kind::Model))
     })
 }
 
-/// Frees an engine (NULL is accepted): stops its threads and releases the
-/// model. The arena is the caller's again afterwards.
+/// Frees an engine: stops its threads, releases its hold on the model and
+/// its handle. The arena is the caller's again afterwards, and every handle
+/// to the engine (and to its tokenizer) is refused from then on. NULL is
+/// accepted (`ALM_OK`). Returns `ALM_ERR_BAD_HANDLE` for a handle already
+/// freed (a double free) or not an engine, `ALM_ERR_BUSY` while another
+/// thread is using it.
 ///
 /// # Safety
 ///
-/// `engine` NULL or a live handle, not used afterwards.
+/// None beyond the conventions: the handle is only a number.
 #[no_mangle]
-pub unsafe extern "C" fn alm_engine_free(engine: *mut alm_engine) {
-    let _ = guard(ErrBuf::new(std::ptr::null_mut(), 0), || {
-        if engine.is_null() {
-            return alm_status::ALM_OK;
+pub unsafe extern "C" fn alm_engine_free(engine: *mut alm_engine) -> alm_status {
+    let err = ErrBuf::none();
+    guard(err, || {
+        let id = match Id::expect(engine, Kind::Engine) {
+            Ok(id) => id,
+            Err(HandleError::Null) => return alm_status::ALM_OK,
+            Err(e) => return e.report(&err, "engine", Kind::Engine),
+        };
+        match ENGINES.remove(id) {
+            Ok(handle) => {
+                MODELS.remove_dependent(handle.model_slot);
+                // Joins the pool's threads, outside the slot's lock.
+                drop(handle);
+                alm_status::ALM_OK
+            }
+            Err(e) => e.report(&err, "engine", Kind::Engine),
         }
-        // SAFETY: the pointer came from `Box::into_raw` in `alm_engine_create`.
-        let handle = unsafe { Box::from_raw(engine.cast::<EngineHandle>()) };
-        // SAFETY: the model outlives its engines (close refuses otherwise).
-        if let Some(m) = unsafe { handle.model.as_ref() } {
-            m.engines.fetch_sub(1, Ordering::AcqRel);
-        }
-        drop(handle);
-        alm_status::ALM_OK
-    });
+    })
 }
 
 /// Appends `n_tokens` tokens to the sequence and returns logits:
 /// `*logits` points to `*rows x vocab` floats inside the arena, valid until
 /// the next call that changes the engine. Nothing changes when the call
-/// fails (`ALM_ERR_TOKENIZER` for an id outside the vocabulary,
-/// `ALM_ERR_FULL` beyond the context, `ALM_ERR_INVALID_ARGUMENT` for more
-/// rows than `max_outputs`).
+/// fails: `ALM_ERR_TOKENIZER` for an id outside the vocabulary,
+/// `ALM_ERR_FULL` beyond the context (checked before `tokens` is read),
+/// `ALM_ERR_INVALID_ARGUMENT` for `n_tokens == 0`, an `outputs` value that
+/// is not an `alm_outputs`, or more rows than `max_outputs`.
 ///
 /// # Safety
 ///
-/// `engine` a live handle; `tokens` `n_tokens` readable ids; `logits` and
-/// `rows` NULL or writable; `err` NULL or `err_len` writable bytes.
+/// `tokens` `n_tokens` readable ids; `logits` and `rows` NULL or writable;
+/// `err` NULL or `err_len` writable bytes.
 #[no_mangle]
 pub unsafe extern "C" fn alm_engine_eval(
     engine: *mut alm_engine,
@@ -398,40 +317,58 @@ pub unsafe extern "C" fn alm_engine_eval(
 ) -> alm_status {
     let err = ErrBuf::new(err, err_len);
     guard(err, || {
-        // SAFETY: a live handle per the contract.
-        let Some(h) = (unsafe { EngineHandle::from_ptr(engine) }) else {
-            return err.fail_with(alm_status::ALM_ERR_NULL_ARGUMENT, "`engine` is NULL");
-        };
-        if tokens.is_null() {
-            return err.fail_with(alm_status::ALM_ERR_NULL_ARGUMENT, "`tokens` is NULL");
-        }
         let outputs = match outputs {
             0 => Outputs::Last,
             1 => Outputs::All,
-            _ => {
+            v => {
                 return err.fail_with(
                     alm_status::ALM_ERR_INVALID_ARGUMENT,
-                    "outputs is not an alm_outputs value",
+                    format_args!("outputs = {v} is not an alm_outputs value (0 or 1)"),
                 )
             }
         };
-        // SAFETY: the caller provides `n_tokens` readable ids.
-        let tokens = unsafe { std::slice::from_raw_parts(tokens, n_tokens) };
-        let vocab = h.engine.vocab();
-        match h.engine.eval(h.par.get(), tokens, outputs) {
-            Ok(l) => {
-                if !logits.is_null() {
-                    // SAFETY: non-null and writable per the contract.
-                    unsafe { *logits = l.as_ptr() };
-                }
-                if !rows.is_null() {
-                    // SAFETY: non-null and writable per the contract.
-                    unsafe { *rows = l.len() / vocab.max(1) };
-                }
-                alm_status::ALM_OK
-            }
-            Err(e) => err.fail(&e),
+        if tokens.is_null() {
+            return err.fail_with(
+                alm_status::ALM_ERR_NULL_ARGUMENT,
+                format_args!("`tokens` is NULL"),
+            );
         }
+        if (!logits.is_null() && !logits.is_aligned()) || (!rows.is_null() && !rows.is_aligned()) {
+            return err.fail_with(
+                alm_status::ALM_ERR_INVALID_ARGUMENT,
+                format_args!("`logits` or `rows` is misaligned"),
+            );
+        }
+        with_engine(&err, engine, |h| {
+            let room = h.engine.ctx_capacity().saturating_sub(h.engine.n_past());
+            if n_tokens > room {
+                return err.fail_with(
+                    alm_status::ALM_ERR_FULL,
+                    format_args!(
+                        "{n_tokens} tokens do not fit: the context holds {} and {} are in use",
+                        h.engine.ctx_capacity(),
+                        h.engine.n_past()
+                    ),
+                );
+            }
+            // SAFETY: the caller provides `n_tokens` readable ids.
+            let tokens = tri!(unsafe { caller_slice(&err, tokens, n_tokens, "tokens") });
+            let vocab = h.engine.vocab();
+            match h.engine.eval(h.par.get(), tokens, outputs) {
+                Ok(l) => {
+                    if !logits.is_null() {
+                        // SAFETY: non-null, aligned and writable per the contract.
+                        unsafe { *logits = l.as_ptr() };
+                    }
+                    if !rows.is_null() {
+                        // SAFETY: non-null, aligned and writable per the contract.
+                        unsafe { *rows = l.len() / vocab.max(1) };
+                    }
+                    alm_status::ALM_OK
+                }
+                Err(e) => err.fail(&e),
+            }
+        })
     })
 }
 
@@ -439,41 +376,38 @@ pub unsafe extern "C" fn alm_engine_eval(
 ///
 /// # Safety
 ///
-/// `engine` a live handle.
+/// None beyond the conventions.
 #[no_mangle]
 pub unsafe extern "C" fn alm_engine_reset(engine: *mut alm_engine) -> alm_status {
-    guard(ErrBuf::new(std::ptr::null_mut(), 0), || {
-        // SAFETY: a live handle per the contract.
-        let Some(h) = (unsafe { EngineHandle::from_ptr(engine) }) else {
-            return alm_status::ALM_ERR_NULL_ARGUMENT;
-        };
-        h.sampler.reset();
-        match h.engine.reset() {
-            Ok(()) => alm_status::ALM_OK,
-            Err(e) => super::status_of(&e),
-        }
+    let err = ErrBuf::none();
+    guard(err, || {
+        with_engine(&err, engine, |h| {
+            h.sampler.reset();
+            match h.engine.reset() {
+                Ok(()) => alm_status::ALM_OK,
+                Err(e) => err.fail(&e),
+            }
+        })
     })
 }
 
-/// Keeps the first `n_tokens` tokens of the sequence.
+/// Keeps the first `n_tokens` tokens of the sequence (a larger count keeps
+/// them all).
 ///
 /// # Safety
 ///
-/// `engine` a live handle.
+/// None beyond the conventions.
 #[no_mangle]
 pub unsafe extern "C" fn alm_engine_truncate(
     engine: *mut alm_engine,
     n_tokens: usize,
 ) -> alm_status {
-    guard(ErrBuf::new(std::ptr::null_mut(), 0), || {
-        // SAFETY: a live handle per the contract.
-        let Some(h) = (unsafe { EngineHandle::from_ptr(engine) }) else {
-            return alm_status::ALM_ERR_NULL_ARGUMENT;
-        };
-        match h.engine.truncate(n_tokens) {
+    let err = ErrBuf::none();
+    guard(err, || {
+        with_engine(&err, engine, |h| match h.engine.truncate(n_tokens) {
             Ok(()) => alm_status::ALM_OK,
-            Err(e) => super::status_of(&e),
-        }
+            Err(e) => err.fail(&e),
+        })
     })
 }
 
@@ -495,33 +429,42 @@ pub struct alm_engine_state {
     pub arena_used: u64,
 }
 
+versioned!(alm_engine_state {
+    size: u32,
+    kernel: u32,
+    n_past: u64,
+    ctx_capacity: u64,
+    vocab: u64,
+    arena_used: u64,
+});
+
 /// Describes the engine into `out` (whose `size` the caller sets).
 ///
 /// # Safety
 ///
-/// `engine` a live handle; `out` writable for `out->size` bytes.
+/// `out` writable for `out->size` bytes.
 #[no_mangle]
 pub unsafe extern "C" fn alm_engine_get_state(
     engine: *mut alm_engine,
     out: *mut alm_engine_state,
 ) -> alm_status {
-    let err = ErrBuf::new(std::ptr::null_mut(), 0);
+    let err = ErrBuf::none();
     guard(err, || {
-        // SAFETY: a live handle per the contract.
-        let Some(h) = (unsafe { EngineHandle::from_ptr(engine) }) else {
+        if out.is_null() {
             return alm_status::ALM_ERR_NULL_ARGUMENT;
-        };
-        let kernel = alm_kernel::of(h.engine.kernel_path());
-        let state = alm_engine_state {
-            size: 0,
-            kernel: kernel as u32,
-            n_past: h.engine.n_past() as u64,
-            ctx_capacity: h.engine.ctx_capacity() as u64,
-            vocab: h.engine.vocab() as u64,
-            arena_used: h.engine.arena_used() as u64,
-        };
-        // SAFETY: `out` is NULL or has `out->size` writable bytes.
-        unsafe { fill_out(&err, out, state) }
+        }
+        with_engine(&err, engine, |h| {
+            let state = alm_engine_state {
+                size: 0,
+                kernel: alm_kernel::of(h.engine.kernel_path()) as u32,
+                n_past: h.engine.n_past() as u64,
+                ctx_capacity: h.engine.ctx_capacity() as u64,
+                vocab: h.engine.vocab() as u64,
+                arena_used: h.engine.arena_used() as u64,
+            };
+            // SAFETY: `out` is non-null with `out->size` writable bytes.
+            unsafe { fill_out(&err, out, state, "out") }
+        })
     })
 }
 
@@ -529,21 +472,22 @@ pub unsafe extern "C" fn alm_engine_get_state(
 ///
 /// # Safety
 ///
-/// `engine` a live handle; `out` writable for `out->size` bytes.
+/// `out` writable for `out->size` bytes.
 #[no_mangle]
 pub unsafe extern "C" fn alm_engine_get_plan(
     engine: *mut alm_engine,
     out: *mut alm_memory_plan,
 ) -> alm_status {
-    let err = ErrBuf::new(std::ptr::null_mut(), 0);
+    let err = ErrBuf::none();
     guard(err, || {
-        // SAFETY: a live handle per the contract.
-        let Some(h) = (unsafe { EngineHandle::from_ptr(engine) }) else {
+        if out.is_null() {
             return alm_status::ALM_ERR_NULL_ARGUMENT;
-        };
-        let plan = super::plan::plan_to_c(h.engine.plan());
-        // SAFETY: `out` is NULL or has `out->size` writable bytes.
-        unsafe { fill_out(&err, out, plan) }
+        }
+        with_engine(&err, engine, |h| {
+            let plan = super::plan::plan_to_c(h.engine.plan());
+            // SAFETY: `out` is non-null with `out->size` writable bytes.
+            unsafe { fill_out(&err, out, plan, "out") }
+        })
     })
 }
 
@@ -585,8 +529,20 @@ impl alm_sampler_params {
     }
 }
 
+versioned!(alm_sampler_params {
+    size: u32,
+    temperature: f32,
+    top_k: u32,
+    top_p: f32,
+    min_p: f32,
+    repeat_penalty: f32,
+    repeat_last_n: u32,
+    seed: u64,
+});
+
 /// Fills `out` with llama.cpp's sampling defaults (temperature 0.8, top-k
-/// 40, top-p 0.95, min-p 0.05, no repetition penalty).
+/// 40, top-p 0.95, min-p 0.05, no repetition penalty). Statuses as for
+/// `alm_engine_default_params`.
 ///
 /// # Safety
 ///
@@ -597,15 +553,16 @@ pub unsafe extern "C" fn alm_sampler_default_params(
     out_size: usize,
 ) -> alm_status {
     // SAFETY: forwarded contract.
-    unsafe { super::fill_defaults(out, out_size, alm_sampler_params::defaults()) }
+    unsafe { fill_defaults(out, out_size, alm_sampler_params::defaults()) }
 }
 
-/// Sets the engine's sampler (and reseeds it).
+/// Sets the engine's sampler (and reseeds it). `params` NULL means the
+/// defaults. `ALM_ERR_INVALID_ARGUMENT` for a value out of range (the
+/// sampler is then unchanged).
 ///
 /// # Safety
 ///
-/// `engine` a live handle; `params` NULL (defaults) or valid; `err` NULL or
-/// `err_len` writable bytes.
+/// `params` NULL (defaults) or valid; `err` NULL or `err_len` writable bytes.
 #[no_mangle]
 pub unsafe extern "C" fn alm_engine_set_sampler(
     engine: *mut alm_engine,
@@ -615,15 +572,9 @@ pub unsafe extern "C" fn alm_engine_set_sampler(
 ) -> alm_status {
     let err = ErrBuf::new(err, err_len);
     guard(err, || {
-        // SAFETY: a live handle per the contract.
-        let Some(h) = (unsafe { EngineHandle::from_ptr(engine) }) else {
-            return err.fail_with(alm_status::ALM_ERR_NULL_ARGUMENT, "`engine` is NULL");
-        };
         // SAFETY: `params` is NULL or valid per the contract.
-        let p = match unsafe { read_params(&err, params, alm_sampler_params::defaults()) } {
-            Ok(p) => p,
-            Err(s) => return s,
-        };
+        let p =
+            tri!(unsafe { read_params(&err, params, alm_sampler_params::defaults(), "params") });
         let params = SamplerParams {
             temperature: p.temperature,
             top_k: p.top_k,
@@ -633,22 +584,24 @@ pub unsafe extern "C" fn alm_engine_set_sampler(
             repeat_last_n: p.repeat_last_n,
             seed: p.seed,
         };
-        match Sampler::new(params) {
-            Ok(s) => {
-                h.sampler = s;
-                alm_status::ALM_OK
-            }
-            Err(e) => err.fail(&e),
-        }
+        let sampler = match Sampler::new(params) {
+            Ok(s) => s,
+            Err(e) => return err.fail(&e),
+        };
+        with_engine(&err, engine, |h| {
+            h.sampler = sampler;
+            alm_status::ALM_OK
+        })
     })
 }
 
 /// Samples the next token from the last row of logits into `*token` and
-/// records it in the sampler's history.
+/// records it in the sampler's history. `ALM_ERR_INVALID_ARGUMENT` before
+/// any evaluation.
 ///
 /// # Safety
 ///
-/// `engine` a live handle; `token` writable; `err` NULL or `err_len` bytes.
+/// `token` writable; `err` NULL or `err_len` bytes.
 #[no_mangle]
 pub unsafe extern "C" fn alm_engine_sample(
     engine: *mut alm_engine,
@@ -658,36 +611,52 @@ pub unsafe extern "C" fn alm_engine_sample(
 ) -> alm_status {
     let err = ErrBuf::new(err, err_len);
     guard(err, || {
-        // SAFETY: a live handle per the contract.
-        let Some(h) = (unsafe { EngineHandle::from_ptr(engine) }) else {
-            return err.fail_with(alm_status::ALM_ERR_NULL_ARGUMENT, "`engine` is NULL");
-        };
-        let token = out_ref!(err, token, "token");
-        match h.engine.sample(&mut h.sampler) {
+        // SAFETY: writable per the contract.
+        let token = tri!(unsafe { out_ptr(&err, token, "token") });
+        with_engine(&err, engine, |h| match h.engine.sample(&mut h.sampler) {
             Ok(t) => {
                 h.sampler.accept(t);
                 *token = t;
                 alm_status::ALM_OK
             }
             Err(e) => err.fail(&e),
-        }
+        })
     })
 }
 
 /// Records `token` in the sampler's history (for the repetition penalty),
-/// e.g. for prompt tokens.
+/// e.g. for prompt tokens. `ALM_ERR_TOKENIZER` (and nothing recorded) for
+/// an id outside the vocabulary.
 ///
 /// # Safety
 ///
-/// `engine` a live handle.
+/// None beyond the conventions.
 #[no_mangle]
 pub unsafe extern "C" fn alm_engine_accept(engine: *mut alm_engine, token: u32) -> alm_status {
-    guard(ErrBuf::new(std::ptr::null_mut(), 0), || {
-        // SAFETY: a live handle per the contract.
-        let Some(h) = (unsafe { EngineHandle::from_ptr(engine) }) else {
-            return alm_status::ALM_ERR_NULL_ARGUMENT;
-        };
-        h.sampler.accept(token);
-        alm_status::ALM_OK
+    let err = ErrBuf::none();
+    guard(err, || {
+        with_engine(&err, engine, |h| {
+            let vocab = h.engine.vocab();
+            if token as usize >= vocab {
+                return err.fail(&Error::Tokenizer(TokenizerError::BadTokenId {
+                    id: token,
+                    vocab: vocab as u32,
+                }));
+            }
+            h.sampler.accept(token);
+            alm_status::ALM_OK
+        })
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::capi::versioned::assert_listing_matches;
+
+    #[test]
+    fn the_listings_match_the_structs() {
+        assert_listing_matches::<alm_engine_state>();
+        assert_listing_matches::<alm_sampler_params>();
+    }
 }

@@ -4,27 +4,40 @@
 //!
 //! * The return value is an [`alm_status`]; `ALM_OK` is 0.
 //! * Pointers are checked: a NULL where an object is required gives
-//!   `ALM_ERR_NULL_ARGUMENT`. Functions that free accept NULL.
+//!   `ALM_ERR_NULL_ARGUMENT`; a pointer to an array of `T` must be aligned
+//!   for `T` and its length must fit the address space. Functions that free
+//!   accept NULL.
+//! * Handles are numbers checked against the library's handle table
+//!   ([`handles`]): a stale, foreign or made-up handle is
+//!   `ALM_ERR_BAD_HANDLE` and is never dereferenced.
+//! * Parameter and result structs start with `uint32_t size` (see
+//!   [`versioned`]): a size that does not end on a field boundary is
+//!   refused, so no field is ever half copied.
 //! * On failure a NUL-terminated message is written into `err` (at most
 //!   `err_len` bytes, truncated on a UTF-8 boundary) when `err` is not NULL.
+//!   Messages are formatted straight into that buffer: a failing call
+//!   allocates nothing.
 //! * A panic never crosses the boundary: it becomes `ALM_ERR_PANIC`.
-//! * Parameter structs start with `uint32_t size`, which the caller sets to
-//!   `sizeof` its struct (the `*_default_params` functions do it); fields
-//!   beyond an older caller's size take their defaults.
 
 #![allow(non_camel_case_types)]
 
-mod model;
-mod plan;
 mod engine;
+pub(crate) mod handles;
+mod model;
+mod params;
+mod plan;
 mod tokenizer;
+pub(crate) mod versioned;
 
 pub use engine::*;
+pub use handles::{ALM_MAX_ENGINES, ALM_MAX_MODELS, ALM_MAX_TOKENIZERS};
 pub use model::*;
+pub use params::*;
 pub use plan::*;
 pub use tokenizer::*;
 
 use std::ffi::c_char;
+use std::fmt::{self, Write as _};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use arenalm_core::Error;
@@ -37,7 +50,11 @@ pub enum alm_status {
     ALM_OK = 0,
     /// A required pointer argument was NULL.
     ALM_ERR_NULL_ARGUMENT = 1,
-    /// An argument is out of range (a size, an enum value, a kernel the CPU lacks).
+    /// An argument is out of range: a count above its `ALM_MAX_*` cap, an
+    /// enum value the library does not know, a struct `size` that is not a
+    /// field boundary, a misaligned array, a kernel the CPU lacks, a context
+    /// beyond the model's training context without
+    /// `allow_ctx_beyond_train`.
     ALM_ERR_INVALID_ARGUMENT = 2,
     /// The arena (or another buffer) is too small; the message says needed and available.
     ALM_ERR_BUDGET = 3,
@@ -47,22 +64,53 @@ pub enum alm_status {
     ALM_ERR_GGUF = 5,
     /// The model is valid GGUF but not a model the engine can run.
     ALM_ERR_MODEL = 6,
-    /// The tokenizer refused its input or its tables.
+    /// The tokenizer refused its input or its tables, or a token id is
+    /// outside the vocabulary.
     ALM_ERR_TOKENIZER = 7,
-    /// A fixed capacity is reached (the context / KV cache).
+    /// A fixed capacity is reached: the context (KV cache), or every slot
+    /// of a handle table (`ALM_MAX_MODELS`, `ALM_MAX_ENGINES`,
+    /// `ALM_MAX_TOKENIZERS`).
     ALM_ERR_FULL = 8,
     /// An output buffer is too small; the needed size is reported where the
     /// function documents it.
     ALM_ERR_BUFFER_TOO_SMALL = 9,
-    /// A file could not be opened or mapped.
+    /// A file could not be opened or mapped, or is not a regular file.
     ALM_ERR_IO = 10,
-    /// The object is still in use (a model with engines attached).
+    /// The object is still in use: a model with engines attached.
     ALM_ERR_IN_USE = 11,
     /// An internal error was caught at the boundary (a bug; please report it).
+    /// The handle it happened on refuses further use with this status; free it.
     ALM_ERR_PANIC = 12,
+    /// The handle is not a live handle of the expected type: already freed
+    /// or closed, of another type (an engine passed as a tokenizer), the
+    /// tokenizer of a freed engine, or a value the library never returned.
+    ALM_ERR_BAD_HANDLE = 13,
+    /// Another call is using this handle right now (on another thread, or
+    /// from inside your own `parallel_for`). Engines and tokenizers take one
+    /// call at a time; the library refuses rather than blocks.
+    ALM_ERR_BUSY = 14,
 }
 
 impl alm_status {
+    /// Every status, in value order.
+    const ALL: [alm_status; 15] = [
+        alm_status::ALM_OK,
+        alm_status::ALM_ERR_NULL_ARGUMENT,
+        alm_status::ALM_ERR_INVALID_ARGUMENT,
+        alm_status::ALM_ERR_BUDGET,
+        alm_status::ALM_ERR_OVERFLOW,
+        alm_status::ALM_ERR_GGUF,
+        alm_status::ALM_ERR_MODEL,
+        alm_status::ALM_ERR_TOKENIZER,
+        alm_status::ALM_ERR_FULL,
+        alm_status::ALM_ERR_BUFFER_TOO_SMALL,
+        alm_status::ALM_ERR_IO,
+        alm_status::ALM_ERR_IN_USE,
+        alm_status::ALM_ERR_PANIC,
+        alm_status::ALM_ERR_BAD_HANDLE,
+        alm_status::ALM_ERR_BUSY,
+    ];
+
     fn name(self) -> &'static std::ffi::CStr {
         match self {
             alm_status::ALM_OK => c"ok",
@@ -78,6 +126,8 @@ impl alm_status {
             alm_status::ALM_ERR_IO => c"I/O error",
             alm_status::ALM_ERR_IN_USE => c"object still in use",
             alm_status::ALM_ERR_PANIC => c"internal error",
+            alm_status::ALM_ERR_BAD_HANDLE => c"bad handle",
+            alm_status::ALM_ERR_BUSY => c"handle busy in another call",
         }
     }
 }
@@ -88,7 +138,10 @@ pub(crate) fn status_of(e: &Error) -> alm_status {
     match e {
         Error::Budget { .. } => alm_status::ALM_ERR_BUDGET,
         Error::Overflow { .. } => alm_status::ALM_ERR_OVERFLOW,
-        Error::InvalidArgument { .. } | Error::Slab(_) => alm_status::ALM_ERR_INVALID_ARGUMENT,
+        Error::InvalidArgument { .. }
+        | Error::OutOfRange { .. }
+        | Error::ContextBeyondTraining { .. }
+        | Error::Slab(_) => alm_status::ALM_ERR_INVALID_ARGUMENT,
         Error::Gguf(_) => alm_status::ALM_ERR_GGUF,
         Error::Model(_) => alm_status::ALM_ERR_MODEL,
         Error::Tokenizer(TokenizerError::BufferTooSmall { .. }) => {
@@ -107,36 +160,73 @@ pub(crate) struct ErrBuf {
     len: usize,
 }
 
+/// Streams formatted text into a caller's buffer, keeping one byte for the
+/// NUL and cutting on a UTF-8 boundary when the text does not fit.
+struct ErrWriter {
+    buf: ErrBuf,
+    written: usize,
+    full: bool,
+}
+
+impl fmt::Write for ErrWriter {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        if self.full {
+            return Ok(());
+        }
+        let room = self.buf.len - 1 - self.written;
+        let mut n = s.len().min(room);
+        while n > 0 && !s.is_char_boundary(n) {
+            n -= 1;
+        }
+        // SAFETY: the caller promised `ptr` points to `len` writable bytes;
+        // `written + n <= len - 1`.
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                s.as_ptr(),
+                self.buf.ptr.cast::<u8>().add(self.written),
+                n,
+            )
+        };
+        self.written += n;
+        self.full = n < s.len();
+        Ok(())
+    }
+}
+
 impl ErrBuf {
     pub(crate) fn new(ptr: *mut c_char, len: usize) -> Self {
         ErrBuf { ptr, len }
     }
 
-    /// Writes `msg`, truncated on a UTF-8 boundary, NUL-terminated.
-    pub(crate) fn write(&self, msg: &str) {
+    /// A buffer that drops every message (functions without `err`).
+    pub(crate) fn none() -> Self {
+        ErrBuf::new(std::ptr::null_mut(), 0)
+    }
+
+    /// Writes the formatted message, truncated on a UTF-8 boundary,
+    /// NUL-terminated, without allocating.
+    pub(crate) fn write(&self, msg: fmt::Arguments<'_>) {
         if self.ptr.is_null() || self.len == 0 {
             return;
         }
-        let mut n = msg.len().min(self.len - 1);
-        while n > 0 && !msg.is_char_boundary(n) {
-            n -= 1;
-        }
-        // SAFETY: the caller promised `ptr` points to `len` writable bytes;
-        // we write `n + 1 <= len` of them.
-        unsafe {
-            std::ptr::copy_nonoverlapping(msg.as_ptr(), self.ptr.cast::<u8>(), n);
-            *self.ptr.add(n) = 0;
-        }
+        let mut w = ErrWriter {
+            buf: *self,
+            written: 0,
+            full: false,
+        };
+        let _ = w.write_fmt(msg);
+        // SAFETY: `written <= len - 1`, inside the caller's buffer.
+        unsafe { *self.ptr.add(w.written) = 0 };
     }
 
     /// Writes the message of `e` and returns its status.
     pub(crate) fn fail(&self, e: &Error) -> alm_status {
-        self.write(&e.to_string());
+        self.write(format_args!("{e}"));
         status_of(e)
     }
 
     /// Writes `msg` and returns `status`.
-    pub(crate) fn fail_with(&self, status: alm_status, msg: &str) -> alm_status {
+    pub(crate) fn fail_with(&self, status: alm_status, msg: fmt::Arguments<'_>) -> alm_status {
         self.write(msg);
         status
     }
@@ -148,172 +238,124 @@ pub(crate) fn guard(err: ErrBuf, body: impl FnOnce() -> alm_status) -> alm_statu
         Ok(s) => s,
         Err(_) => err.fail_with(
             alm_status::ALM_ERR_PANIC,
-            "internal error (a panic was caught at the C boundary); please report it",
+            format_args!("internal error (a panic was caught at the C boundary); please report it"),
         ),
     }
 }
 
-/// Returns `$ptr` as `&mut` or fails with `ALM_ERR_NULL_ARGUMENT` naming it.
-macro_rules! out_ref {
-    ($err:expr, $ptr:expr, $name:literal) => {
-        match $ptr.is_null() {
-            true => {
-                return $err.fail_with(
-                    $crate::capi::alm_status::ALM_ERR_NULL_ARGUMENT,
-                    concat!("`", $name, "` is NULL"),
-                )
-            }
-            // SAFETY: non-null, and the header requires a valid, writable,
-            // properly aligned pointer to this type.
-            false => unsafe { &mut *$ptr },
+/// Turns `Result<T, alm_status>` into `T` or returns the status.
+macro_rules! tri {
+    ($e:expr) => {
+        match $e {
+            Ok(v) => v,
+            Err(s) => return s,
         }
     };
 }
-pub(crate) use out_ref;
+pub(crate) use tri;
 
-/// Reads a versioned parameter struct: copies `min(size, sizeof(T))` bytes
-/// from `p` over `defaults`. Refuses sizes below the `size` field itself or
-/// above the struct this library knows.
+/// A caller's pointer to one writable `T`: refused when NULL or misaligned.
 ///
 /// # Safety
 ///
-/// `p` must be NULL or point to at least `(*p).size` readable bytes, the
-/// first four of which hold that size.
-pub(crate) unsafe fn read_params<T: Copy>(
+/// `ptr` must be NULL or point to a writable `T` not otherwise borrowed
+/// during `'b`.
+pub(crate) unsafe fn out_ptr<'b, T>(
     err: &ErrBuf,
-    p: *const T,
-    defaults: T,
-) -> Result<T, alm_status> {
-    if p.is_null() {
-        return Ok(defaults);
-    }
-    // SAFETY: every params struct begins with a `uint32_t size` (checked by
-    // the tests of each struct), which the caller set.
-    let size = unsafe { std::ptr::read_unaligned(p.cast::<u32>()) } as usize;
-    if size < 4 || size > std::mem::size_of::<T>() {
+    ptr: *mut T,
+    name: &str,
+) -> Result<&'b mut T, alm_status> {
+    if ptr.is_null() {
         return Err(err.fail_with(
-            alm_status::ALM_ERR_INVALID_ARGUMENT,
-            "parameter struct `size` is not sizeof(struct) of this or an older header",
+            alm_status::ALM_ERR_NULL_ARGUMENT,
+            format_args!("`{name}` is NULL"),
         ));
     }
-    let mut out = defaults;
-    // SAFETY: the caller's struct has `size` readable bytes and ours has at
-    // least as many; both are plain C data.
-    unsafe {
-        std::ptr::copy_nonoverlapping(p.cast::<u8>(), (&mut out as *mut T).cast::<u8>(), size)
-    };
-    Ok(out)
-}
-
-/// Writes `value` into a caller's versioned struct at `out`, at most
-/// `out_size` bytes, and sets its `size` field to the bytes written.
-///
-/// # Safety
-///
-/// `out` must point to `out_size` writable bytes.
-pub(crate) unsafe fn write_sized<T: Copy>(value: T, out: *mut T, out_size: usize) -> usize {
-    let n = out_size.min(std::mem::size_of::<T>());
-    // SAFETY: `out` has `out_size >= n` writable bytes; `value` has `n` readable.
-    unsafe {
-        std::ptr::copy_nonoverlapping((&value as *const T).cast::<u8>(), out.cast::<u8>(), n);
-        if n >= 4 {
-            std::ptr::write_unaligned(out.cast::<u32>(), n as u32);
-        }
-    }
-    n
-}
-
-/// The body of every `alm_*_default_params`: writes `value` into the
-/// caller's struct of `out_size` bytes and sets its `size`.
-///
-/// # Safety
-///
-/// `out` must be NULL or point to `out_size` writable bytes.
-pub(crate) unsafe fn fill_defaults<T: Copy>(out: *mut T, out_size: usize, value: T) -> alm_status {
-    guard(ErrBuf::new(std::ptr::null_mut(), 0), || {
-        if out.is_null() {
-            return alm_status::ALM_ERR_NULL_ARGUMENT;
-        }
-        if out_size < 4 {
-            return alm_status::ALM_ERR_INVALID_ARGUMENT;
-        }
-        // SAFETY: `out` has `out_size` writable bytes per the contract.
-        unsafe { write_sized(value, out, out_size) };
-        alm_status::ALM_OK
-    })
-}
-
-/// Fills a caller's versioned out-struct, whose leading `size` field the
-/// caller set to `sizeof` its struct.
-///
-/// # Safety
-///
-/// `out` must be NULL or point to `(*out).size` writable bytes.
-pub(crate) unsafe fn fill_out<T: Copy>(err: &ErrBuf, out: *mut T, value: T) -> alm_status {
-    if out.is_null() {
-        return err.fail_with(alm_status::ALM_ERR_NULL_ARGUMENT, "output struct is NULL");
-    }
-    // SAFETY: non-null; every out-struct starts with the caller's `uint32_t size`.
-    let size = unsafe { std::ptr::read_unaligned(out.cast::<u32>()) } as usize;
-    if size < 4 {
-        return err.fail_with(
+    if !ptr.is_aligned() {
+        return Err(err.fail_with(
             alm_status::ALM_ERR_INVALID_ARGUMENT,
-            "output struct `size` not set",
-        );
+            format_args!(
+                "`{name}` is not aligned to {} bytes",
+                std::mem::align_of::<T>()
+            ),
+        ));
     }
-    // SAFETY: the caller's struct has `size` writable bytes.
-    unsafe { write_sized(value, out, size) };
-    alm_status::ALM_OK
+    // SAFETY: non-null, aligned, and writable per the contract.
+    Ok(unsafe { &mut *ptr })
 }
 
-/// A caller's input bytes `(ptr, len)`: empty for `len == 0`, an error for
-/// a NULL `ptr` with `len > 0`.
+/// Checks what `slice::from_raw_parts` requires of `(ptr, len)` apart from
+/// the memory itself: non-NULL unless empty, aligned, at most `isize::MAX`
+/// bytes.
+fn check_array<T>(err: &ErrBuf, ptr: *const T, len: usize, name: &str) -> Result<(), alm_status> {
+    if len == 0 {
+        return Ok(());
+    }
+    if ptr.is_null() {
+        return Err(err.fail_with(
+            alm_status::ALM_ERR_NULL_ARGUMENT,
+            format_args!("`{name}` is NULL but its length is {len}"),
+        ));
+    }
+    if !ptr.is_aligned() {
+        return Err(err.fail_with(
+            alm_status::ALM_ERR_INVALID_ARGUMENT,
+            format_args!(
+                "`{name}` is not aligned to {} bytes",
+                std::mem::align_of::<T>()
+            ),
+        ));
+    }
+    let fits = len
+        .checked_mul(std::mem::size_of::<T>().max(1))
+        .is_some_and(|b| b <= isize::MAX as usize);
+    if !fits {
+        return Err(err.fail_with(
+            alm_status::ALM_ERR_INVALID_ARGUMENT,
+            format_args!("`{name}`: a length of {len} exceeds the address space"),
+        ));
+    }
+    Ok(())
+}
+
+/// A caller's input array `(ptr, len)`: empty for `len == 0`.
 ///
 /// # Safety
 ///
-/// `ptr` must point to `len` readable bytes that outlive `'b` (or be NULL).
-pub(crate) unsafe fn caller_bytes<'b>(
+/// `ptr` must point to `len` readable, initialized `T` that outlive `'b`
+/// (or `len` must be 0).
+pub(crate) unsafe fn caller_slice<'b, T>(
     err: &ErrBuf,
-    ptr: *const u8,
+    ptr: *const T,
     len: usize,
     name: &str,
-) -> Result<&'b [u8], alm_status> {
+) -> Result<&'b [T], alm_status> {
+    check_array(err, ptr, len, name)?;
     if len == 0 {
         return Ok(&[]);
     }
-    if ptr.is_null() {
-        return Err(err.fail_with(
-            alm_status::ALM_ERR_NULL_ARGUMENT,
-            &format!("`{name}` is NULL"),
-        ));
-    }
-    // SAFETY: `len` readable bytes per the contract.
+    // SAFETY: checked non-null, aligned and in size above; readable per the contract.
     Ok(unsafe { std::slice::from_raw_parts(ptr, len) })
 }
 
-/// A caller's output buffer `(ptr, cap)`, like [`caller_bytes`].
+/// A caller's output array `(ptr, cap)`, like [`caller_slice`].
 ///
 /// # Safety
 ///
-/// `ptr` must point to `cap` writable bytes not otherwise borrowed during
-/// `'b` (or be NULL).
-pub(crate) unsafe fn caller_bytes_mut<'b>(
+/// `ptr` must point to `cap` writable `T` not otherwise borrowed during
+/// `'b` (or `cap` must be 0).
+pub(crate) unsafe fn caller_slice_mut<'b, T>(
     err: &ErrBuf,
-    ptr: *mut c_char,
+    ptr: *mut T,
     cap: usize,
     name: &str,
-) -> Result<&'b mut [u8], alm_status> {
+) -> Result<&'b mut [T], alm_status> {
+    check_array(err, ptr, cap, name)?;
     if cap == 0 {
         return Ok(&mut []);
     }
-    if ptr.is_null() {
-        return Err(err.fail_with(
-            alm_status::ALM_ERR_NULL_ARGUMENT,
-            &format!("`{name}` is NULL"),
-        ));
-    }
-    // SAFETY: `cap` writable bytes per the contract.
-    Ok(unsafe { std::slice::from_raw_parts_mut(ptr.cast::<u8>(), cap) })
+    // SAFETY: checked non-null, aligned and in size above; writable per the contract.
+    Ok(unsafe { std::slice::from_raw_parts_mut(ptr, cap) })
 }
 
 /// Reports a length-returning result: the length into `*n_out`, or with
@@ -333,7 +375,7 @@ pub(crate) fn sized_result(
             *n_out = needed;
             err.fail_with(
                 alm_status::ALM_ERR_BUFFER_TOO_SMALL,
-                &format!("{needed} needed"),
+                format_args!("{needed} needed"),
             )
         }
         Err(e) => err.fail(&e),
@@ -353,33 +395,11 @@ pub extern "C" fn alm_version() -> *const c_char {
     VERSION.as_ptr()
 }
 
-/// A static, human-readable name for `status` (never NULL).
+/// A static, human-readable name for a status (never NULL). Takes any
+/// integer: a value that is not an `alm_status` gives "unknown status".
 #[no_mangle]
-pub extern "C" fn alm_status_str(status: alm_status) -> *const c_char {
-    status.name().as_ptr()
-}
-
-/// Like [`alm_status_str`] for a raw integer (values outside the enum give
-/// "unknown status").
-#[no_mangle]
-pub extern "C" fn alm_status_str_int(status: i32) -> *const c_char {
-    use alm_status::*;
-    let all = [
-        ALM_OK,
-        ALM_ERR_NULL_ARGUMENT,
-        ALM_ERR_INVALID_ARGUMENT,
-        ALM_ERR_BUDGET,
-        ALM_ERR_OVERFLOW,
-        ALM_ERR_GGUF,
-        ALM_ERR_MODEL,
-        ALM_ERR_TOKENIZER,
-        ALM_ERR_FULL,
-        ALM_ERR_BUFFER_TOO_SMALL,
-        ALM_ERR_IO,
-        ALM_ERR_IN_USE,
-        ALM_ERR_PANIC,
-    ];
-    match all.iter().find(|s| **s as i32 == status) {
+pub extern "C" fn alm_status_str(status: i32) -> *const c_char {
+    match alm_status::ALL.iter().find(|s| **s as i32 == status) {
         Some(s) => s.name().as_ptr(),
         None => c"unknown status".as_ptr(),
     }
@@ -389,15 +409,31 @@ pub extern "C" fn alm_status_str_int(status: i32) -> *const c_char {
 mod tests {
     use super::*;
 
+    fn text(buf: &[c_char]) -> Vec<u8> {
+        buf.iter()
+            .map(|&c| c.to_ne_bytes()[0])
+            .take_while(|&b| b != 0)
+            .collect()
+    }
+
     #[test]
     fn messages_truncate_and_terminate() {
         let mut buf = [0x7f as c_char; 6];
-        ErrBuf::new(buf.as_mut_ptr(), buf.len()).write("héllo world");
+        ErrBuf::new(buf.as_mut_ptr(), buf.len()).write(format_args!("h{}llo {}", "é", "world"));
         // 5 bytes fit: "h", "é" (2 bytes), "l", "l", then NUL.
         // c_char is i8 on x86_64 but u8 on aarch64, where `c as u8` is a needless cast.
         let bytes: Vec<u8> = buf.iter().map(|c| c.to_ne_bytes()[0]).collect();
         assert_eq!(&bytes, b"h\xc3\xa9ll\0");
-        ErrBuf::new(std::ptr::null_mut(), 10).write("ignored");
+        ErrBuf::new(std::ptr::null_mut(), 10).write(format_args!("ignored"));
+        // A one-byte buffer holds only the NUL.
+        let mut one = [0x7f as c_char; 1];
+        ErrBuf::new(one.as_mut_ptr(), 1).write(format_args!("x"));
+        assert_eq!(one[0], 0);
+        // Pieces that arrive one by one stop at the first that does not fit.
+        // (7 bytes: 6 of text; "défg" is cut after "dé", "h" is dropped.)
+        let mut buf = [0x7f as c_char; 7];
+        ErrBuf::new(buf.as_mut_ptr(), 7).write(format_args!("{}{}{}", "abc", "défg", "h"));
+        assert_eq!(text(&buf), "abcdé".as_bytes());
     }
 
     #[test]
@@ -409,14 +445,49 @@ mod tests {
     }
 
     #[test]
-    fn every_status_has_a_name() {
-        for i in -1..14 {
+    fn every_status_has_a_name_and_others_are_unknown() {
+        for (i, s) in alm_status::ALL.iter().enumerate() {
+            assert_eq!(*s as i32, i as i32);
+        }
+        for i in [-1, i32::MIN, 15, 99, i32::MAX] {
             // SAFETY: the function returns a static NUL-terminated string.
-            let s = unsafe { std::ffi::CStr::from_ptr(alm_status_str_int(i)) };
-            assert!(!s.to_bytes().is_empty());
+            let s = unsafe { std::ffi::CStr::from_ptr(alm_status_str(i)) };
+            assert_eq!(s.to_bytes(), b"unknown status");
+        }
+        for i in 0..15 {
+            // SAFETY: as above.
+            let s = unsafe { std::ffi::CStr::from_ptr(alm_status_str(i)) };
+            assert_ne!(s.to_bytes(), b"unknown status");
         }
         // SAFETY: as above.
         let v = unsafe { std::ffi::CStr::from_ptr(alm_version()) };
         assert_eq!(v.to_str().unwrap(), env!("CARGO_PKG_VERSION"));
+    }
+
+    #[test]
+    fn arrays_are_checked_before_slices_are_made() {
+        let err = ErrBuf::none();
+        let x = [1u32, 2, 3];
+        // SAFETY: valid array, or calls refused before any slice exists.
+        unsafe {
+            assert_eq!(caller_slice(&err, x.as_ptr(), 3, "x").unwrap(), &x);
+            assert_eq!(
+                caller_slice::<u32>(&err, std::ptr::null(), 0, "x").unwrap(),
+                &[] as &[u32]
+            );
+            assert_eq!(
+                caller_slice::<u32>(&err, std::ptr::null(), 1, "x").unwrap_err(),
+                alm_status::ALM_ERR_NULL_ARGUMENT
+            );
+            let odd = x.as_ptr().cast::<u8>().add(1).cast::<u32>();
+            assert_eq!(
+                caller_slice(&err, odd, 1, "x").unwrap_err(),
+                alm_status::ALM_ERR_INVALID_ARGUMENT
+            );
+            assert_eq!(
+                caller_slice(&err, x.as_ptr(), usize::MAX / 2, "x").unwrap_err(),
+                alm_status::ALM_ERR_INVALID_ARGUMENT
+            );
+        }
     }
 }

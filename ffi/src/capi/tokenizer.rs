@@ -12,55 +12,77 @@ use arenalm_core::tokenizer::{
 };
 use arenalm_core::Error;
 
-use super::engine::{alm_engine, engine_tokenizer};
-use super::{alm_status, caller_bytes, caller_bytes_mut, guard, out_ref, sized_result, ErrBuf};
+use super::engine::{alm_engine, ENGINES};
+use super::handles::{HandleError, Handled, Id, Kind, Table, ALM_MAX_TOKENIZERS};
+use super::{
+    alm_status, caller_slice, caller_slice_mut, guard, out_ptr, sized_result, tri, ErrBuf,
+};
 
-/// A tokenizer (opaque): an engine's, or a standalone one in its own arena.
+/// A tokenizer (opaque handle): an engine's, or a standalone one.
+///
+/// * From `alm_engine_get_tokenizer`: a view of the engine's tokenizer that
+///   takes no slot and needs no free (`alm_tokenizer_free` accepts it and
+///   does nothing). It is valid exactly while its engine is: after
+///   `alm_engine_free` every call refuses it with `ALM_ERR_BAD_HANDLE`.
+/// * From `alm_tokenizer_create`: its tables and the tokenizer struct live
+///   in your arena; the handle takes a slot of the handle table until
+///   `alm_tokenizer_free`.
+///
+/// Like every handle it is a number, never an address. A tokenizer takes
+/// one call at a time (an engine's also shares the engine's turn): a
+/// concurrent call gets `ALM_ERR_BUSY`.
 pub struct alm_tokenizer {
     _private: [u8; 0],
 }
 
-enum TokHandle {
-    /// Borrowed from an engine (valid while the engine lives).
-    Engine(*mut alm_engine),
-    /// Built by `alm_tokenizer_create` in the caller's arena.
-    Owned(Box<Tokenizer<'static>>),
+/// What a standalone tokenizer slot holds: the tokenizer, in the caller's arena.
+pub(crate) struct TokHandle(&'static mut Tokenizer<'static>);
+
+// SAFETY: a tokenizer handle is only touched under its slot's exclusive
+// lock; the tokenizer borrows caller memory that any thread may use.
+unsafe impl Send for TokHandle {}
+// SAFETY: as above: no shared access ever happens (slots lock exclusively).
+unsafe impl Sync for TokHandle {}
+
+impl Handled for TokHandle {
+    const KIND: Kind = Kind::Tokenizer;
 }
 
-/// # Safety
-///
-/// `t` must be NULL or a live `alm_tokenizer` handle.
-unsafe fn resolve<'h>(
-    t: *mut alm_tokenizer,
+/// The standalone tokenizer table.
+static TOKENIZERS: Table<TokHandle, { ALM_MAX_TOKENIZERS as usize }> = Table::new();
+
+/// Bytes of static memory of the tokenizer table.
+#[cfg(test)]
+pub(crate) const fn table_bytes() -> usize {
+    super::handles::table_bytes::<TokHandle, { ALM_MAX_TOKENIZERS as usize }>()
+}
+
+/// Runs `f` on the tokenizer `t` names, exclusively.
+fn with_tokenizer(
     err: &ErrBuf,
-) -> Result<&'h mut Tokenizer<'static>, alm_status> {
-    // SAFETY: per the contract, a `Box<TokHandle>` pointer or NULL.
-    let Some(h) = (unsafe { t.cast::<TokHandle>().as_mut() }) else {
-        return Err(err.fail_with(alm_status::ALM_ERR_NULL_ARGUMENT, "`tokenizer` is NULL"));
-    };
-    match h {
-        TokHandle::Owned(tok) => Ok(tok),
-        // SAFETY: the engine outlives the tokenizer handle per the contract.
-        TokHandle::Engine(e) => match unsafe { engine_tokenizer(*e) } {
-            Some(tok) => Ok(tok),
-            None => Err(err.fail_with(
+    t: *const alm_tokenizer,
+    f: impl FnOnce(&mut Tokenizer<'static>) -> alm_status,
+) -> alm_status {
+    let result = Id::from_ptr(t).and_then(|id| match id.kind {
+        Kind::Tokenizer => TOKENIZERS.with_mut(id, |h| f(h.0)),
+        Kind::EngineTokenizer => ENGINES.with_mut(id, |h| match h.engine.tokenizer_mut() {
+            Some(tok) => f(tok),
+            None => err.fail_with(
                 alm_status::ALM_ERR_TOKENIZER,
-                "the model file has no tokenizer",
-            )),
-        },
-    }
+                format_args!("the model file has no tokenizer"),
+            ),
+        }),
+        other => Err(HandleError::Foreign(other)),
+    });
+    result.unwrap_or_else(|e| e.report(err, "tokenizer", Kind::Tokenizer))
 }
 
-fn boxed(h: TokHandle) -> *mut alm_tokenizer {
-    Box::into_raw(Box::new(h)).cast::<alm_tokenizer>()
-}
-
-/// A handle to `engine`'s tokenizer, valid while the engine lives; free it
-/// with `alm_tokenizer_free`. Use it from the engine's thread only.
+/// A handle to `engine`'s tokenizer, valid while the engine lives (see
+/// `alm_tokenizer`). `ALM_ERR_TOKENIZER` if the model file has none.
 ///
 /// # Safety
 ///
-/// `engine` a live handle; `out` writable; `err` NULL or `err_len` bytes.
+/// `out` writable; `err` NULL or `err_len` bytes.
 #[no_mangle]
 pub unsafe extern "C" fn alm_engine_get_tokenizer(
     engine: *mut alm_engine,
@@ -70,25 +92,46 @@ pub unsafe extern "C" fn alm_engine_get_tokenizer(
 ) -> alm_status {
     let err = ErrBuf::new(err, err_len);
     guard(err, || {
-        let out = out_ref!(err, out, "out");
+        // SAFETY: writable per the contract.
+        let out = tri!(unsafe { out_ptr(&err, out, "out") });
         *out = std::ptr::null_mut();
-        if engine.is_null() {
-            return err.fail_with(alm_status::ALM_ERR_NULL_ARGUMENT, "`engine` is NULL");
-        }
-        // SAFETY: a live engine per the contract.
-        if unsafe { engine_tokenizer(engine) }.is_none() {
-            return err.fail_with(
+        let id = tri!(Id::expect(engine, Kind::Engine).map_err(|e| e.report(
+            &err,
+            "engine",
+            Kind::Engine
+        )));
+        let has = ENGINES.with_mut(id, |h| h.engine.tokenizer().is_some());
+        match has {
+            Ok(true) => {
+                *out = Id {
+                    kind: Kind::EngineTokenizer,
+                    ..id
+                }
+                .to_ptr();
+                alm_status::ALM_OK
+            }
+            Ok(false) => err.fail_with(
                 alm_status::ALM_ERR_TOKENIZER,
-                "the model file has no tokenizer",
-            );
+                format_args!("the model file has no tokenizer"),
+            ),
+            Err(e) => e.report(&err, "engine", Kind::Engine),
         }
-        *out = boxed(TokHandle::Engine(engine));
-        alm_status::ALM_OK
     })
 }
 
-/// Arena bytes `alm_tokenizer_create` needs for the GGUF in `bytes`, into
-/// `*out_bytes`.
+/// Arena bytes of a standalone tokenizer for `g`: its tables plus the
+/// tokenizer struct.
+fn standalone_bytes(g: &Gguf<'_>) -> arenalm_core::Result<usize> {
+    let tables = Tokenizer::arena_bytes(g, &TokenizerOptions::default())?;
+    Arena::bytes_for::<Tokenizer<'static>>(1)
+        .and_then(|s| tables.checked_add(s))
+        .ok_or(Error::Overflow {
+            what: "tokenizer arena",
+        })
+}
+
+/// Arena bytes `alm_tokenizer_create` needs for the GGUF in `bytes` (from a
+/// 64-byte-aligned arena; add 63 if yours may not be), into `*out_bytes`.
 ///
 /// # Safety
 ///
@@ -103,16 +146,20 @@ pub unsafe extern "C" fn alm_tokenizer_arena_bytes(
 ) -> alm_status {
     let err = ErrBuf::new(err, err_len);
     guard(err, || {
-        let out = out_ref!(err, out_bytes, "out_bytes");
+        // SAFETY: writable per the contract.
+        let out = tri!(unsafe { out_ptr(&err, out_bytes, "out_bytes") });
         if bytes.is_null() {
-            return err.fail_with(alm_status::ALM_ERR_NULL_ARGUMENT, "`bytes` is NULL");
+            return err.fail_with(
+                alm_status::ALM_ERR_NULL_ARGUMENT,
+                format_args!("`bytes` is NULL"),
+            );
         }
         // SAFETY: `len` readable bytes per the contract.
-        let bytes = unsafe { std::slice::from_raw_parts(bytes, len) };
-        let result = Gguf::parse(bytes)
+        let bytes = tri!(unsafe { caller_slice(&err, bytes, len, "bytes") });
+        match Gguf::parse(bytes)
             .map_err(Error::from)
-            .and_then(|g| Tokenizer::arena_bytes(&g, &TokenizerOptions::default()));
-        match result {
+            .and_then(|g| standalone_bytes(&g))
+        {
             Ok(n) => {
                 *out = n;
                 alm_status::ALM_OK
@@ -123,9 +170,13 @@ pub unsafe extern "C" fn alm_tokenizer_arena_bytes(
 }
 
 /// A standalone tokenizer over the GGUF in `bytes` (which, like `arena`,
-/// must outlive it), its tables carved from `arena` (`arena_len` bytes; see
-/// `alm_tokenizer_arena_bytes`). Works for any supported tokenizer, whether
-/// or not arenalm can run the model.
+/// must outlive it), its tables and the tokenizer itself carved from
+/// `arena` (`arena_len` bytes; see `alm_tokenizer_arena_bytes`). Works for
+/// any supported tokenizer, whether or not arenalm can run the model.
+/// `ALM_ERR_BUDGET` if the arena is too small (needed and available in the
+/// message), `ALM_ERR_FULL` when `ALM_MAX_TOKENIZERS` are alive,
+/// `ALM_ERR_INVALID_ARGUMENT` if the arena overlaps `bytes`. `*out` is NULL
+/// on failure.
 ///
 /// # Safety
 ///
@@ -143,51 +194,93 @@ pub unsafe extern "C" fn alm_tokenizer_create(
 ) -> alm_status {
     let err = ErrBuf::new(err, err_len);
     guard(err, || {
-        let out = out_ref!(err, out, "out");
+        // SAFETY: writable per the contract.
+        let out = tri!(unsafe { out_ptr(&err, out, "out") });
         *out = std::ptr::null_mut();
-        if bytes.is_null() || arena.is_null() {
+        if bytes.is_null() {
             return err.fail_with(
                 alm_status::ALM_ERR_NULL_ARGUMENT,
-                "`bytes` or `arena` is NULL",
+                format_args!("`bytes` is NULL"),
+            );
+        }
+        if arena.is_null() {
+            return err.fail_with(
+                alm_status::ALM_ERR_NULL_ARGUMENT,
+                format_args!("`arena` is NULL"),
             );
         }
         // SAFETY: both buffers are valid until `alm_tokenizer_free` per the contract.
-        let (bytes, arena) = unsafe {
-            (
-                std::slice::from_raw_parts(bytes, len),
-                std::slice::from_raw_parts_mut(arena.cast::<u8>(), arena_len),
-            )
+        let bytes: &'static [u8] = tri!(unsafe { caller_slice(&err, bytes, len, "bytes") });
+        // SAFETY: as above.
+        let arena: &'static mut [u8] =
+            tri!(unsafe { caller_slice_mut(&err, arena.cast::<u8>(), arena_len, "arena") });
+        let (a, b) = (arena.as_ptr_range(), bytes.as_ptr_range());
+        if a.start < b.end && b.start < a.end {
+            return err.fail_with(
+                alm_status::ALM_ERR_INVALID_ARGUMENT,
+                format_args!("`arena` overlaps `bytes`"),
+            );
+        }
+        let Some(slot) = TOKENIZERS.reserve() else {
+            return err.fail_with(
+                alm_status::ALM_ERR_FULL,
+                format_args!(
+                    "all {ALM_MAX_TOKENIZERS} tokenizer handles (ALM_MAX_TOKENIZERS) are in use; free one"
+                ),
+            );
         };
         let g = match Gguf::parse(bytes) {
             Ok(g) => g,
             Err(e) => return err.fail(&e.into()),
         };
+        let buffer_len = arena.len();
         let mut arena = Arena::new(arena);
-        match Tokenizer::new(&g, &mut arena, &TokenizerOptions::default()) {
-            Ok(t) => {
-                *out = boxed(TokHandle::Owned(Box::new(t)));
-                alm_status::ALM_OK
-            }
-            Err(e) => err.fail(&e),
+        let needed = match standalone_bytes(&g) {
+            Ok(n) => n,
+            Err(e) => return err.fail(&e),
+        };
+        if needed > arena.capacity() {
+            return err.fail(&Error::Budget {
+                what: "tokenizer",
+                needed: needed + arena.skipped(),
+                available: buffer_len,
+            });
         }
+        let tok = match Tokenizer::new(&g, &mut arena, &TokenizerOptions::default())
+            .and_then(|t| arena.take_init(t, "tokenizer"))
+        {
+            Ok(t) => t,
+            Err(e) => return err.fail(&e),
+        };
+        *out = slot.fill(TokHandle(tok)).to_ptr();
+        alm_status::ALM_OK
     })
 }
 
-/// Frees a tokenizer handle (NULL accepted). An engine's tokenizer stays
-/// with its engine.
+/// Frees a tokenizer handle. NULL is accepted (`ALM_OK`); an engine's
+/// tokenizer is accepted while its engine lives and stays with its engine
+/// (nothing to free). `ALM_ERR_BAD_HANDLE` for a handle already freed (a
+/// double free), one whose engine was freed, or one that is not a
+/// tokenizer; `ALM_ERR_BUSY` while another thread is using it.
 ///
 /// # Safety
 ///
-/// `tokenizer` NULL or a live handle, not used afterwards.
+/// None beyond the conventions: the handle is only a number.
 #[no_mangle]
-pub unsafe extern "C" fn alm_tokenizer_free(tokenizer: *mut alm_tokenizer) {
-    let _ = guard(ErrBuf::new(std::ptr::null_mut(), 0), || {
-        if !tokenizer.is_null() {
-            // SAFETY: created by `boxed`.
-            drop(unsafe { Box::from_raw(tokenizer.cast::<TokHandle>()) });
+pub unsafe extern "C" fn alm_tokenizer_free(tokenizer: *mut alm_tokenizer) -> alm_status {
+    let err = ErrBuf::none();
+    guard(err, || {
+        let result = Id::from_ptr(tokenizer).and_then(|id| match id.kind {
+            Kind::Tokenizer => TOKENIZERS.remove(id).map(drop),
+            Kind::EngineTokenizer if ENGINES.is_live(id) => Ok(()),
+            Kind::EngineTokenizer => Err(HandleError::Stale(Kind::EngineTokenizer)),
+            other => Err(HandleError::Foreign(other)),
+        });
+        match result {
+            Ok(()) | Err(HandleError::Null) => alm_status::ALM_OK,
+            Err(e) => e.report(&err, "tokenizer", Kind::Tokenizer),
         }
-        alm_status::ALM_OK
-    });
+    })
 }
 
 /// Flags of `alm_tokenize`.
@@ -200,16 +293,19 @@ pub enum alm_tokenize_flags {
     ALM_TOKENIZE_PARSE_SPECIAL = 2,
 }
 
+const KNOWN_FLAGS: u32 = alm_tokenize_flags::ALM_TOKENIZE_ADD_BOS as u32
+    | alm_tokenize_flags::ALM_TOKENIZE_PARSE_SPECIAL as u32;
+
 /// Encodes `text_len` bytes of UTF-8 `text` into `ids` (`cap` entries);
 /// `*n_ids` receives the count. If `cap` is too small the result is
 /// `ALM_ERR_BUFFER_TOO_SMALL` and `*n_ids` is the exact count needed.
-/// `flags` is a bitwise OR of `alm_tokenize_flags`.
+/// `flags` is a bitwise OR of `alm_tokenize_flags`; any other bit is
+/// `ALM_ERR_INVALID_ARGUMENT`, as is text that is not UTF-8.
 ///
 /// # Safety
 ///
-/// `tokenizer` a live handle; `text` `text_len` readable bytes; `ids` `cap`
-/// writable entries (may be NULL when `cap` is 0); `n_ids` writable; `err`
-/// NULL or `err_len` bytes.
+/// `text` `text_len` readable bytes; `ids` `cap` writable entries (may be
+/// NULL when `cap` is 0); `n_ids` writable; `err` NULL or `err_len` bytes.
 #[no_mangle]
 pub unsafe extern "C" fn alm_tokenize(
     tokenizer: *mut alm_tokenizer,
@@ -224,69 +320,72 @@ pub unsafe extern "C" fn alm_tokenize(
 ) -> alm_status {
     let err = ErrBuf::new(err, err_len);
     guard(err, || {
-        let n_ids = out_ref!(err, n_ids, "n_ids");
-        // SAFETY: a live handle per the contract.
-        let tok = match unsafe { resolve(tokenizer, &err) } {
-            Ok(t) => t,
-            Err(s) => return s,
-        };
-        if ids.is_null() && cap > 0 {
-            return err.fail_with(alm_status::ALM_ERR_NULL_ARGUMENT, "`ids` is NULL");
+        // SAFETY: writable per the contract.
+        let n_ids = tri!(unsafe { out_ptr(&err, n_ids, "n_ids") });
+        if flags & !KNOWN_FLAGS != 0 {
+            return err.fail_with(
+                alm_status::ALM_ERR_INVALID_ARGUMENT,
+                format_args!("flags = {flags:#x} has bits that are not alm_tokenize_flags"),
+            );
         }
         // SAFETY: `text_len` readable bytes (or NULL) per the contract.
-        let raw = match unsafe { caller_bytes(&err, text.cast::<u8>(), text_len, "text") } {
-            Ok(b) => b,
-            Err(s) => return s,
-        };
+        let raw = tri!(unsafe { caller_slice(&err, text.cast::<u8>(), text_len, "text") });
         let Ok(text) = std::str::from_utf8(raw) else {
-            return err.fail_with(alm_status::ALM_ERR_INVALID_ARGUMENT, "text is not UTF-8");
+            return err.fail_with(
+                alm_status::ALM_ERR_INVALID_ARGUMENT,
+                format_args!("text is not UTF-8"),
+            );
         };
-        let out: &mut [u32] = if cap == 0 {
-            &mut []
-        } else {
-            // SAFETY: `cap` writable entries per the contract.
-            unsafe { std::slice::from_raw_parts_mut(ids, cap) }
-        };
-        let bos = if flags & alm_tokenize_flags::ALM_TOKENIZE_ADD_BOS as u32 != 0 && tok.add_bos() {
-            tok.bos()
-        } else {
-            None
-        };
-        let parse_special = flags & alm_tokenize_flags::ALM_TOKENIZE_PARSE_SPECIAL as u32 != 0;
-        let skip = usize::from(bos.is_some());
-        let rest = out.get_mut(skip..).unwrap_or(&mut []);
-        match tok.encode(text, parse_special, rest) {
-            Ok(n) => {
-                if let (Some(b), Some(slot)) = (bos, out.first_mut()) {
-                    *slot = b;
-                } else if bos.is_some() {
+        // SAFETY: `cap` writable entries per the contract.
+        let out = tri!(unsafe { caller_slice_mut(&err, ids, cap, "ids") });
+        with_tokenizer(&err, tokenizer, |tok| {
+            let add_bos = flags & alm_tokenize_flags::ALM_TOKENIZE_ADD_BOS as u32 != 0;
+            let bos = if add_bos && tok.add_bos() {
+                tok.bos()
+            } else {
+                None
+            };
+            let parse_special = flags & alm_tokenize_flags::ALM_TOKENIZE_PARSE_SPECIAL as u32 != 0;
+            let skip = usize::from(bos.is_some());
+            let rest = out.get_mut(skip..).unwrap_or(&mut []);
+            match tok.encode(text, parse_special, rest) {
+                Ok(n) => {
                     *n_ids = n + skip;
-                    return err.fail_with(alm_status::ALM_ERR_BUFFER_TOO_SMALL, "no room for BOS");
+                    match (bos, out.first_mut()) {
+                        (Some(b), Some(slot)) => *slot = b,
+                        (Some(_), None) => {
+                            return err.fail_with(
+                                alm_status::ALM_ERR_BUFFER_TOO_SMALL,
+                                format_args!("{} ids needed", n + skip),
+                            )
+                        }
+                        (None, _) => {}
+                    }
+                    alm_status::ALM_OK
                 }
-                *n_ids = n + skip;
-                alm_status::ALM_OK
+                Err(Error::Tokenizer(TokenizerError::BufferTooSmall { needed })) => {
+                    *n_ids = needed + skip;
+                    err.fail_with(
+                        alm_status::ALM_ERR_BUFFER_TOO_SMALL,
+                        format_args!("{} ids needed", needed + skip),
+                    )
+                }
+                Err(e) => err.fail(&e),
             }
-            Err(Error::Tokenizer(TokenizerError::BufferTooSmall { needed })) => {
-                *n_ids = needed + skip;
-                err.fail_with(
-                    alm_status::ALM_ERR_BUFFER_TOO_SMALL,
-                    &format!("{} ids needed", needed + skip),
-                )
-            }
-            Err(e) => err.fail(&e),
-        }
+        })
     })
 }
 
 /// Writes the text of token `id` into `out` (`cap` bytes, not
 /// NUL-terminated); `*n_bytes` receives its length, or the length needed
 /// with `ALM_ERR_BUFFER_TOO_SMALL`. With `special` non-zero, control tokens
-/// render as their text.
+/// render as their text. `ALM_ERR_TOKENIZER` for an id outside the
+/// vocabulary.
 ///
 /// # Safety
 ///
-/// `tokenizer` a live handle; `out` `cap` writable bytes (NULL if 0);
-/// `n_bytes` writable; `err` NULL or `err_len` bytes.
+/// `out` `cap` writable bytes (NULL if 0); `n_bytes` writable; `err` NULL
+/// or `err_len` bytes.
 #[no_mangle]
 pub unsafe extern "C" fn alm_token_to_piece(
     tokenizer: *mut alm_tokenizer,
@@ -300,43 +399,42 @@ pub unsafe extern "C" fn alm_token_to_piece(
 ) -> alm_status {
     let err = ErrBuf::new(err, err_len);
     guard(err, || {
-        let n_bytes = out_ref!(err, n_bytes, "n_bytes");
-        // SAFETY: a live handle per the contract.
-        let tok = match unsafe { resolve(tokenizer, &err) } {
-            Ok(t) => t,
-            Err(s) => return s,
-        };
+        // SAFETY: writable per the contract.
+        let n_bytes = tri!(unsafe { out_ptr(&err, n_bytes, "n_bytes") });
         // SAFETY: `cap` writable bytes (or NULL) per the contract.
-        let buf = match unsafe { caller_bytes_mut(&err, out, cap, "out") } {
-            Ok(b) => b,
-            Err(s) => return s,
-        };
-        sized_result(&err, tok.token_to_piece(id, special != 0, buf), n_bytes)
+        let buf = tri!(unsafe { caller_slice_mut(&err, out.cast::<u8>(), cap, "out") });
+        with_tokenizer(&err, tokenizer, |tok| {
+            sized_result(&err, tok.token_to_piece(id, special != 0, buf), n_bytes)
+        })
     })
 }
 
-/// Whether `id` ends generation (EOS, end-of-turn ...), into `*is_eog` (0/1).
+/// Whether `id` ends generation (EOS, end-of-turn ...), into `*is_eog`
+/// (0/1). `ALM_ERR_TOKENIZER` for an id outside the vocabulary.
 ///
 /// # Safety
 ///
-/// `tokenizer` a live handle; `is_eog` writable.
+/// `is_eog` writable.
 #[no_mangle]
 pub unsafe extern "C" fn alm_token_is_eog(
     tokenizer: *mut alm_tokenizer,
     id: u32,
     is_eog: *mut i32,
 ) -> alm_status {
-    let err = ErrBuf::new(std::ptr::null_mut(), 0);
+    let err = ErrBuf::none();
     guard(err, || {
-        let out = out_ref!(err, is_eog, "is_eog");
-        // SAFETY: a live handle per the contract.
-        match unsafe { resolve(tokenizer, &err) } {
-            Ok(t) => {
-                *out = i32::from(t.is_eog(id));
-                alm_status::ALM_OK
+        // SAFETY: writable per the contract.
+        let out = tri!(unsafe { out_ptr(&err, is_eog, "is_eog") });
+        with_tokenizer(&err, tokenizer, |t| {
+            if id >= t.vocab_size() {
+                return err.fail(&Error::Tokenizer(TokenizerError::BadTokenId {
+                    id,
+                    vocab: t.vocab_size(),
+                }));
             }
-            Err(s) => s,
-        }
+            *out = i32::from(t.is_eog(id));
+            alm_status::ALM_OK
+        })
     })
 }
 
@@ -378,9 +476,10 @@ pub unsafe extern "C" fn alm_detok_init(
     special: i32,
     continuing: i32,
 ) -> alm_status {
-    let err = ErrBuf::new(std::ptr::null_mut(), 0);
+    let err = ErrBuf::none();
     guard(err, || {
-        let state = out_ref!(err, state, "state");
+        // SAFETY: writable per the contract.
+        let state = tri!(unsafe { out_ptr(&err, state, "state") });
         let d = if continuing != 0 {
             Detokenizer::continuing(special != 0)
         } else {
@@ -396,11 +495,14 @@ pub unsafe extern "C" fn alm_detok_init(
 /// (`cap` bytes) and its length into `*n_bytes`. A character split across
 /// tokens is held back until whole. If `cap` is too small:
 /// `ALM_ERR_BUFFER_TOO_SMALL`, `*n_bytes` = bytes needed, state unchanged.
+/// `ALM_ERR_TOKENIZER` for an id outside the vocabulary, and
+/// `ALM_ERR_INVALID_ARGUMENT` for a state `alm_detok_init` did not write
+/// (state unchanged in both cases).
 ///
 /// # Safety
 ///
-/// `tokenizer` a live handle; `state` initialized by `alm_detok_init`;
-/// `out` `cap` writable bytes (NULL if 0); `n_bytes` writable.
+/// `state` writable; `out` `cap` writable bytes (NULL if 0); `n_bytes`
+/// writable.
 #[no_mangle]
 pub unsafe extern "C" fn alm_detok_push(
     tokenizer: *mut alm_tokenizer,
@@ -410,28 +512,24 @@ pub unsafe extern "C" fn alm_detok_push(
     cap: usize,
     n_bytes: *mut usize,
 ) -> alm_status {
-    let err = ErrBuf::new(std::ptr::null_mut(), 0);
+    let err = ErrBuf::none();
     guard(err, || {
-        let n_bytes = out_ref!(err, n_bytes, "n_bytes");
-        let state = out_ref!(err, state, "state");
+        // SAFETY: writable per the contract.
+        let n_bytes = tri!(unsafe { out_ptr(&err, n_bytes, "n_bytes") });
+        // SAFETY: writable per the contract.
+        let state = tri!(unsafe { out_ptr(&err, state, "state") });
         let Some(mut d) = detok_get(state) else {
             return alm_status::ALM_ERR_INVALID_ARGUMENT;
         };
-        // SAFETY: a live handle per the contract.
-        let tok = match unsafe { resolve(tokenizer, &err) } {
-            Ok(t) => t,
-            Err(s) => return s,
-        };
         // SAFETY: `cap` writable bytes (or NULL) per the contract.
-        let buf = match unsafe { caller_bytes_mut(&err, out, cap, "out") } {
-            Ok(b) => b,
-            Err(s) => return s,
-        };
-        let status = sized_result(&err, d.push(tok, id, buf), n_bytes);
-        if status == alm_status::ALM_OK {
-            detok_put(state, d);
-        }
-        status
+        let buf = tri!(unsafe { caller_slice_mut(&err, out.cast::<u8>(), cap, "out") });
+        with_tokenizer(&err, tokenizer, |tok| {
+            let status = sized_result(&err, d.push(tok, id, buf), n_bytes);
+            if status == alm_status::ALM_OK {
+                detok_put(state, d);
+            }
+            status
+        })
     })
 }
 
@@ -448,18 +546,17 @@ pub unsafe extern "C" fn alm_detok_finish(
     cap: usize,
     n_bytes: *mut usize,
 ) -> alm_status {
-    let err = ErrBuf::new(std::ptr::null_mut(), 0);
+    let err = ErrBuf::none();
     guard(err, || {
-        let n_bytes = out_ref!(err, n_bytes, "n_bytes");
-        let state = out_ref!(err, state, "state");
+        // SAFETY: writable per the contract.
+        let n_bytes = tri!(unsafe { out_ptr(&err, n_bytes, "n_bytes") });
+        // SAFETY: writable per the contract.
+        let state = tri!(unsafe { out_ptr(&err, state, "state") });
         let Some(mut d) = detok_get(state) else {
             return alm_status::ALM_ERR_INVALID_ARGUMENT;
         };
         // SAFETY: `cap` writable bytes (or NULL) per the contract.
-        let buf = match unsafe { caller_bytes_mut(&err, out, cap, "out") } {
-            Ok(b) => b,
-            Err(s) => return s,
-        };
+        let buf = tri!(unsafe { caller_slice_mut(&err, out.cast::<u8>(), cap, "out") });
         let status = sized_result(&err, d.finish(buf), n_bytes);
         if status == alm_status::ALM_OK {
             detok_put(state, d);
@@ -492,6 +589,59 @@ pub struct alm_chat_message {
     pub content_len: usize,
 }
 
+/// The role of a C message, if it is an `alm_role` value.
+fn role_of(value: u32) -> Option<Role> {
+    match value {
+        0 => Some(Role::System),
+        1 => Some(Role::User),
+        2 => Some(Role::Assistant),
+        _ => None,
+    }
+}
+
+/// The content of a C message as text, once [`check_messages`] passed.
+///
+/// # Safety
+///
+/// `m.content` must point to `m.content_len` readable bytes (or be
+/// anything when the length is 0).
+unsafe fn content_of<'m>(m: &alm_chat_message) -> &'m str {
+    if m.content_len == 0 || m.content.is_null() {
+        return "";
+    }
+    // SAFETY: non-null with `content_len` readable bytes per the contract.
+    let bytes = unsafe { std::slice::from_raw_parts(m.content.cast::<u8>(), m.content_len) };
+    std::str::from_utf8(bytes).unwrap_or("")
+}
+
+/// Checks every message: a known role, readable content, UTF-8.
+///
+/// # Safety
+///
+/// Each message's `content` must point to `content_len` readable bytes.
+unsafe fn check_messages(err: &ErrBuf, msgs: &[alm_chat_message]) -> Result<(), alm_status> {
+    for (i, m) in msgs.iter().enumerate() {
+        if role_of(m.role).is_none() {
+            return Err(err.fail_with(
+                alm_status::ALM_ERR_INVALID_ARGUMENT,
+                format_args!(
+                    "messages[{i}].role = {} is not an alm_role value (0 to 2)",
+                    m.role
+                ),
+            ));
+        }
+        // SAFETY: `content_len` readable bytes per the contract.
+        let bytes = unsafe { caller_slice(err, m.content.cast::<u8>(), m.content_len, "content") }?;
+        if std::str::from_utf8(bytes).is_err() {
+            return Err(err.fail_with(
+                alm_status::ALM_ERR_INVALID_ARGUMENT,
+                format_args!("messages[{i}].content is not UTF-8"),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Formats `n_messages` messages with the model's chat template (recognized
 /// among ChatML, Llama 2/3, Gemma, Zephyr, Phi-3, Mistral) or with the
 /// family named by `family` (NUL-terminated, e.g. "chatml"; NULL = the
@@ -499,14 +649,15 @@ pub struct alm_chat_message {
 /// Writes UTF-8 (not NUL-terminated) into `out` (`cap` bytes) and its length
 /// into `*n_bytes`, or the length needed with `ALM_ERR_BUFFER_TOO_SMALL`.
 /// The text is meant to be tokenized with `ALM_TOKENIZE_PARSE_SPECIAL` (and
-/// `ALM_TOKENIZE_ADD_BOS` at the start of a conversation).
+/// `ALM_TOKENIZE_ADD_BOS` at the start of a conversation). A role that is
+/// not an `alm_role`, content that is not UTF-8 or an unknown family is
+/// `ALM_ERR_INVALID_ARGUMENT`. Nothing is allocated.
 ///
 /// # Safety
 ///
-/// `tokenizer` a live handle; `messages` `n_messages` valid entries whose
-/// `content` has `content_len` readable bytes; `family` NULL or
-/// NUL-terminated; `out` `cap` writable bytes; `n_bytes` writable; `err` NULL
-/// or `err_len` bytes.
+/// `messages` `n_messages` valid entries whose `content` has `content_len`
+/// readable bytes; `family` NULL or NUL-terminated; `out` `cap` writable
+/// bytes; `n_bytes` writable; `err` NULL or `err_len` bytes.
 #[no_mangle]
 pub unsafe extern "C" fn alm_chat_format(
     tokenizer: *mut alm_tokenizer,
@@ -522,85 +673,61 @@ pub unsafe extern "C" fn alm_chat_format(
 ) -> alm_status {
     let err = ErrBuf::new(err, err_len);
     guard(err, || {
-        let n_bytes = out_ref!(err, n_bytes, "n_bytes");
-        // SAFETY: a live handle per the contract.
-        let tok = match unsafe { resolve(tokenizer, &err) } {
-            Ok(t) => t,
-            Err(s) => return s,
-        };
-        if (messages.is_null() && n_messages > 0) || (out.is_null() && cap > 0) {
-            return err.fail_with(
-                alm_status::ALM_ERR_NULL_ARGUMENT,
-                "`messages` or `out` is NULL",
-            );
-        }
-        let template = if family.is_null() {
-            let Some(src) = tok.chat_template() else {
-                return err.fail_with(
-                    alm_status::ALM_ERR_TOKENIZER,
-                    "the model has no chat template; name a family",
-                );
-            };
-            match ChatTemplate::detect(src) {
-                Ok(t) => t,
-                Err(e) => return err.fail(&e),
-            }
+        // SAFETY: writable per the contract.
+        let n_bytes = tri!(unsafe { out_ptr(&err, n_bytes, "n_bytes") });
+        // SAFETY: `n_messages` valid entries per the contract.
+        let raw = tri!(unsafe { caller_slice(&err, messages, n_messages, "messages") });
+        // SAFETY: each message's content is readable per the contract.
+        tri!(unsafe { check_messages(&err, raw) });
+        // SAFETY: `cap` writable bytes (or NULL) per the contract.
+        let buf = tri!(unsafe { caller_slice_mut(&err, out.cast::<u8>(), cap, "out") });
+        let named = if family.is_null() {
+            None
         } else {
             // SAFETY: NUL-terminated per the contract.
-            let name = unsafe { std::ffi::CStr::from_ptr(family) }.to_string_lossy();
-            match ChatFamily::from_name(&name) {
-                Some(f) => ChatTemplate::from_family(f),
+            let name = unsafe { std::ffi::CStr::from_ptr(family) }.to_bytes();
+            match std::str::from_utf8(name)
+                .ok()
+                .and_then(ChatFamily::from_name)
+            {
+                Some(f) => Some(f),
                 None => {
                     return err.fail_with(
                         alm_status::ALM_ERR_INVALID_ARGUMENT,
-                        &format!("unknown chat template family {name:?}"),
+                        format_args!(
+                            "unknown chat template family {:?}",
+                            arenalm_core::error::Name::from_bytes(name)
+                        ),
                     )
                 }
             }
         };
-        let raw: &[alm_chat_message] = if n_messages == 0 {
-            &[]
-        } else {
-            // SAFETY: `n_messages` valid entries per the contract.
-            unsafe { std::slice::from_raw_parts(messages, n_messages) }
-        };
-        let mut msgs = Vec::with_capacity(raw.len());
-        for m in raw {
-            let role = match m.role {
-                0 => Role::System,
-                1 => Role::User,
-                2 => Role::Assistant,
-                _ => {
-                    return err.fail_with(
-                        alm_status::ALM_ERR_INVALID_ARGUMENT,
-                        "role is not an alm_role value",
-                    )
+        let msgs = raw.iter().map(|m| ChatMessage {
+            role: role_of(m.role).unwrap_or(Role::User),
+            // SAFETY: checked readable and UTF-8 above.
+            content: unsafe { content_of(m) },
+        });
+        with_tokenizer(&err, tokenizer, |tok| {
+            let template = match named {
+                Some(f) => ChatTemplate::from_family(f),
+                None => {
+                    let Some(src) = tok.chat_template() else {
+                        return err.fail_with(
+                            alm_status::ALM_ERR_TOKENIZER,
+                            format_args!("the model has no chat template; name a family"),
+                        );
+                    };
+                    match ChatTemplate::detect(src) {
+                        Ok(t) => t,
+                        Err(e) => return err.fail(&e),
+                    }
                 }
             };
-            // SAFETY: `content_len` readable bytes per the contract.
-            let bytes = match unsafe {
-                caller_bytes(&err, m.content.cast::<u8>(), m.content_len, "content")
-            } {
-                Ok(b) => b,
-                Err(s) => return s,
-            };
-            let Ok(content) = std::str::from_utf8(bytes) else {
-                return err.fail_with(
-                    alm_status::ALM_ERR_INVALID_ARGUMENT,
-                    "message content is not UTF-8",
-                );
-            };
-            msgs.push(ChatMessage { role, content });
-        }
-        // SAFETY: `cap` writable bytes (or NULL) per the contract.
-        let buf = match unsafe { caller_bytes_mut(&err, out, cap, "out") } {
-            Ok(b) => b,
-            Err(s) => return s,
-        };
-        sized_result(
-            &err,
-            template.format(&msgs, add_generation_prompt != 0, buf),
-            n_bytes,
-        )
+            sized_result(
+                &err,
+                template.format_iter(msgs, add_generation_prompt != 0, buf),
+                n_bytes,
+            )
+        })
     })
 }
