@@ -220,6 +220,16 @@ pub enum ModelError {
         /// The key.
         key: Name,
     },
+    /// A dimension (`*.block_count`, `*.attention.head_count`, …) exceeds
+    /// the engine's cap for it (`crate::model::hparams::MAX_*`).
+    TooLarge {
+        /// The key.
+        key: Name,
+        /// The value in the file.
+        value: u64,
+        /// The largest value accepted.
+        cap: u64,
+    },
     /// A metadata value has a type or value the engine cannot use.
     BadValue {
         /// The key.
@@ -409,6 +419,9 @@ impl fmt::Display for ModelError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             ModelError::MissingKey { key } => write!(f, "missing metadata key {key}"),
+            ModelError::TooLarge { key, value, cap } => {
+                write!(f, "metadata {key} = {value} exceeds the cap of {cap}")
+            }
             ModelError::BadValue { key, why } => write!(f, "metadata {key}: {why}"),
             ModelError::UnsupportedArchitecture { name } => {
                 write!(f, "unsupported architecture {name:?}")

@@ -67,6 +67,8 @@ pub struct TinySpec {
     pub extra_tensor: Option<String>,
     /// Leave out a tensor with this name.
     pub drop_tensor: Option<String>,
+    /// Write the tensor table in an order shuffled with this seed.
+    pub shuffle_seed: Option<u64>,
 }
 
 impl Default for TinySpec {
@@ -86,6 +88,7 @@ impl Default for TinySpec {
             override_type: None,
             extra_tensor: None,
             drop_tensor: None,
+            shuffle_seed: None,
         }
     }
 }
@@ -137,6 +140,13 @@ pub fn tensor_list(spec: &TinySpec) -> Vec<(String, Vec<u64>, GgmlType)> {
             }
         }
     }
+    if let Some(seed) = spec.shuffle_seed {
+        let mut rng = Rng(seed | 1);
+        for i in (1..out.len()).rev() {
+            let j = (rng.next_u64() % (i as u64 + 1)) as usize;
+            out.swap(i, j);
+        }
+    }
     out
 }
 
@@ -146,15 +156,27 @@ pub fn tensor_size(dims: &[u64], ty: GgmlType) -> usize {
 }
 
 /// Builds the GGUF of `spec`, with `fill(name, dims, type)` giving each
-/// tensor's bytes, plus whatever metadata `extra_kv` adds.
+/// tensor's bytes, plus whatever metadata `extra_kv` adds (a key that the
+/// builder writes too then appears twice).
 pub fn build_gguf(
+    spec: &TinySpec,
+    fill: impl FnMut(&str, &[u64], GgmlType) -> Vec<u8>,
+    extra_kv: &[(&str, Value<'_>)],
+) -> Vec<u8> {
+    build_gguf_edit(spec, fill, extra_kv, &[])
+}
+
+/// [`build_gguf`], then every `(key, value)` of `edit` replaces the builder's
+/// entry for `key` (appended if there is none; removed if `value` is `None`).
+pub fn build_gguf_edit(
     spec: &TinySpec,
     mut fill: impl FnMut(&str, &[u64], GgmlType) -> Vec<u8>,
     extra_kv: &[(&str, Value<'_>)],
+    edit: &[(&str, Option<Value<'_>>)],
 ) -> Vec<u8> {
     let tensors = tensor_list(spec);
     let a = spec.arch;
-    let kvs: Vec<(String, Value<'_>)> = [
+    let mut kvs: Vec<(String, Value<'_>)> = [
         (
             "general.architecture".to_string(),
             Value::String(a.as_bytes()),
@@ -193,6 +215,16 @@ pub fn build_gguf(
     .into_iter()
     .chain(extra_kv.iter().map(|(k, v)| (k.to_string(), *v)))
     .collect();
+    for (key, value) in edit {
+        match (kvs.iter().position(|(k, _)| k == key), value) {
+            (Some(i), Some(v)) => kvs[i].1 = *v,
+            (Some(i), None) => {
+                kvs.remove(i);
+            }
+            (None, Some(v)) => kvs.push((key.to_string(), *v)),
+            (None, None) => {}
+        }
+    }
     let mut w = GgufWriter::with_default_alignment(
         VecSink(Vec::new()),
         tensors.len() as u64,

@@ -167,8 +167,18 @@ impl GgufError {
     pub(crate) fn at(offset: usize, kind: GgufErrorKind) -> GgufError {
         GgufError {
             kind,
-            offset: offset as u64,
+            offset: u64::try_from(offset).unwrap_or(u64::MAX),
         }
+    }
+
+    /// Two tensors named `name`; the second entry starts at `offset`.
+    pub(crate) fn duplicate_tensor(offset: usize, name: &str) -> GgufError {
+        GgufError::at(
+            offset,
+            GgufErrorKind::DuplicateTensor {
+                name: Name::new(name),
+            },
+        )
     }
 }
 

@@ -426,16 +426,11 @@ impl<'a> Gguf<'a> {
         let mut found: Option<TensorInfo<'a>> = None;
         let mut it = self.tensors();
         loop {
-            let at = it.cursor.pos();
+            let at = it.entry_offset();
             let Some(t) = it.next() else { break };
             if t.name == name {
                 if found.is_some() {
-                    return Err(GgufError::at(
-                        at,
-                        GgufErrorKind::DuplicateTensor {
-                            name: Name::new(name),
-                        },
-                    ));
+                    return Err(GgufError::duplicate_tensor(at, name));
                 }
                 found = Some(t);
             }
@@ -560,6 +555,13 @@ pub struct TensorIter<'a> {
     gguf: Gguf<'a>,
     cursor: Cursor<'a>,
     next_index: u64,
+}
+
+impl TensorIter<'_> {
+    /// File offset of the next entry (where the one `next` returns starts).
+    pub fn entry_offset(&self) -> usize {
+        self.cursor.pos()
+    }
 }
 
 impl<'a> Iterator for TensorIter<'a> {

@@ -107,25 +107,133 @@ pub struct Hparams {
     pub tied_embeddings: bool,
 }
 
-/// Largest value accepted for any one dimension. Keeps every product of two
-/// dimensions far inside u64 and rejects files that try to size the arena
-/// into the exabytes.
-pub const MAX_DIM: u32 = 1 << 24;
+/// Most transformer blocks (`*.block_count`). Real models up to ~1T
+/// parameters have at most ~130; the cap also bounds the model index and
+/// the work of indexing the tensor table.
+pub const MAX_LAYERS: u32 = 1 << 10;
+/// Widest residual stream (`*.embedding_length`); real models: up to ~25k.
+pub const MAX_EMBEDDING: u32 = 1 << 16;
+/// Widest feed-forward block (`*.feed_forward_length`); real models: up to ~75k.
+pub const MAX_FEED_FORWARD: u32 = 1 << 18;
+/// Most query (or KV) heads (`*.attention.head_count[_kv]`); real models: up to 128.
+pub const MAX_HEADS: u32 = 1 << 10;
+/// Largest head (`*.attention.key_length`); real models: up to 256.
+pub const MAX_HEAD_DIM: u32 = 1 << 10;
+/// Largest vocabulary (`*.vocab_size`, or the token list); real models: up to 256k.
+pub const MAX_VOCAB: u32 = 1 << 22;
+/// Longest training context (`*.context_length`), the engine's context cap
+/// ([`crate::mem::plan::MAX_CTX_TOKENS`]).
+pub const MAX_CONTEXT: u32 = 1 << 24;
+
+/// Every cap, by key suffix, for tools and tests.
+pub const CAPS: [(&str, u32); 8] = [
+    ("block_count", MAX_LAYERS),
+    ("embedding_length", MAX_EMBEDDING),
+    ("feed_forward_length", MAX_FEED_FORWARD),
+    ("attention.head_count", MAX_HEADS),
+    ("attention.head_count_kv", MAX_HEADS),
+    ("attention.key_length", MAX_HEAD_DIM),
+    ("vocab_size", MAX_VOCAB),
+    ("context_length", MAX_CONTEXT),
+];
+
+// With every dimension within its cap, every product the engine forms from
+// two of them fits in u32, and any three in u64 (checked here, once).
+const _: () = assert!((MAX_HEADS as u64) * (MAX_HEAD_DIM as u64) <= u32::MAX as u64);
+const _: () = assert!((MAX_EMBEDDING as u64) * (MAX_VOCAB as u64) <= 1 << 40);
+const _: () = assert!(MAX_CONTEXT == crate::mem::plan::MAX_CTX_TOKENS);
 
 impl Hparams {
-    /// Query width: `n_heads * head_dim`.
+    /// Query width: `n_heads * head_dim` (at most `MAX_HEADS * MAX_HEAD_DIM`
+    /// = 2^20 for hyperparameters that passed [`Hparams::validate`]; for
+    /// others the product saturates instead of wrapping).
     pub fn q_dim(&self) -> u32 {
-        self.n_heads * self.head_dim
+        self.n_heads.saturating_mul(self.head_dim)
     }
 
-    /// Key (and value) width: `n_kv_heads * head_dim`.
+    /// Key (and value) width: `n_kv_heads * head_dim` (see [`Hparams::q_dim`]).
     pub fn kv_dim(&self) -> u32 {
-        self.n_kv_heads * self.head_dim
+        self.n_kv_heads.saturating_mul(self.head_dim)
     }
 
-    /// Query heads per KV head.
+    /// Query heads per KV head (0 if `n_kv_heads` is 0, which
+    /// [`Hparams::validate`] refuses).
     pub fn gqa_group(&self) -> u32 {
-        self.n_heads / self.n_kv_heads.max(1)
+        self.n_heads.checked_div(self.n_kv_heads).unwrap_or(0)
+    }
+
+    /// Checks every dimension against its cap (`MAX_*`, a
+    /// [`ModelError::TooLarge`] naming the key and the cap) and the
+    /// relations between them: KV heads divide query heads, an even head
+    /// size, RoPE over an even part of the head. [`Hparams::from_gguf`]
+    /// calls it, so the sizes of a parsed [`crate::model::Model`] can be
+    /// multiplied without further checks: every product of two fits in u32.
+    pub fn validate(&self) -> Result<()> {
+        let p = self.arch.name();
+        let dims = [
+            ("block_count", self.n_layers, MAX_LAYERS),
+            ("embedding_length", self.dim, MAX_EMBEDDING),
+            ("feed_forward_length", self.ffn_dim, MAX_FEED_FORWARD),
+            ("attention.head_count", self.n_heads, MAX_HEADS),
+            ("attention.head_count_kv", self.n_kv_heads, MAX_HEADS),
+            ("attention.key_length", self.head_dim, MAX_HEAD_DIM),
+            ("vocab_size", self.vocab, MAX_VOCAB),
+            ("context_length", self.ctx_train, MAX_CONTEXT),
+        ];
+        for (suffix, value, cap) in dims {
+            check_dim(p, suffix, value, cap)?;
+        }
+        let bad = |suffix: &str, why: &'static str| -> Error {
+            ModelError::BadValue {
+                key: key_name(p, suffix),
+                why,
+            }
+            .into()
+        };
+        if !self.n_heads.is_multiple_of(self.n_kv_heads) {
+            return Err(bad(
+                "attention.head_count_kv",
+                "query heads are not a multiple of KV heads",
+            ));
+        }
+        if !self.head_dim.is_multiple_of(2) {
+            return Err(bad(
+                "attention.key_length",
+                "head size must be even for RoPE",
+            ));
+        }
+        if self.rope_dim == 0 || self.rope_dim > self.head_dim || !self.rope_dim.is_multiple_of(2) {
+            return Err(bad(
+                "rope.dimension_count",
+                "must be even, non-zero and at most the head size",
+            ));
+        }
+        // The products the engine sizes buffers with, checked once.
+        for (what, a, b) in [
+            (
+                "query width (head_count x key_length)",
+                self.n_heads,
+                self.head_dim,
+            ),
+            (
+                "KV width (head_count_kv x key_length)",
+                self.n_kv_heads,
+                self.head_dim,
+            ),
+        ] {
+            if a.checked_mul(b).is_none() {
+                return Err(Error::Overflow { what });
+            }
+        }
+        if let RopeScaling::Yarn { original_ctx, .. } = self.rope_scaling {
+            check_dim(
+                p,
+                "rope.scaling.original_context_length",
+                original_ctx.max(1),
+                MAX_CONTEXT,
+            )?;
+        }
+        Ok(())
     }
 
     /// Reads and checks the hyperparameters of `gguf`.
@@ -147,30 +255,25 @@ impl Hparams {
         let p = arch.name();
         let reader = Keys { gguf, prefix: p };
 
-        let n_layers = reader.dim("block_count")?;
-        let dim = reader.dim("embedding_length")?;
-        let ffn_dim = reader.dim("feed_forward_length")?;
-        let n_heads = reader.dim("attention.head_count")?;
-        let n_kv_heads = match reader.opt_u32("attention.head_count_kv")? {
-            Some(v) => check_dim(p, "attention.head_count_kv", v)?,
-            None => n_heads,
-        };
-        if n_heads % n_kv_heads != 0 {
-            return Err(reader.bad(
-                "attention.head_count_kv",
-                "query heads are not a multiple of KV heads",
-            ));
-        }
-        let head_dim = match reader.opt_u32("attention.key_length")? {
-            Some(v) => check_dim(p, "attention.key_length", v)?,
+        // Each dimension against its cap first, so nothing below computes
+        // with an absurd value.
+        let n_layers = reader.dim("block_count", MAX_LAYERS)?;
+        let dim = reader.dim("embedding_length", MAX_EMBEDDING)?;
+        let ffn_dim = reader.dim("feed_forward_length", MAX_FEED_FORWARD)?;
+        let n_heads = reader.dim("attention.head_count", MAX_HEADS)?;
+        let n_kv_heads = reader
+            .opt_dim("attention.head_count_kv", MAX_HEADS)?
+            .unwrap_or(n_heads);
+        let head_dim = match reader.opt_dim("attention.key_length", MAX_HEAD_DIM)? {
+            Some(v) => v,
             None => {
-                if dim % n_heads != 0 {
+                if !dim.is_multiple_of(n_heads) {
                     return Err(reader.bad(
                         "attention.head_count",
                         "embedding width is not a multiple of the head count",
                     ));
                 }
-                dim / n_heads
+                check_dim(p, "attention.key_length", dim / n_heads, MAX_HEAD_DIM)?
             }
         };
         if let Some(v) = reader.opt_u32("attention.value_length")? {
@@ -181,19 +284,7 @@ impl Hparams {
                 ));
             }
         }
-        if head_dim % 2 != 0 {
-            return Err(reader.bad("attention.key_length", "head size must be even for RoPE"));
-        }
-        let rope_dim = match reader.opt_u32("rope.dimension_count")? {
-            Some(v) => v,
-            None => head_dim,
-        };
-        if rope_dim == 0 || rope_dim > head_dim || rope_dim % 2 != 0 {
-            return Err(reader.bad(
-                "rope.dimension_count",
-                "must be even, non-zero and at most the head size",
-            ));
-        }
+        let rope_dim = reader.opt_u32("rope.dimension_count")?.unwrap_or(head_dim);
         let rope_base = reader.opt_f32("rope.freq_base")?.unwrap_or(10_000.0);
         if !(rope_base.is_finite() && rope_base > 1.0) {
             return Err(reader.bad("rope.freq_base", "must be finite and above 1"));
@@ -208,20 +299,17 @@ impl Hparams {
         if !(rms_eps.is_finite() && rms_eps > 0.0 && rms_eps < 1.0) {
             return Err(reader.bad("attention.layer_norm_rms_epsilon", "must be in (0, 1)"));
         }
-        let ctx_train = reader.dim("context_length")?;
+        let ctx_train = reader.dim("context_length", MAX_CONTEXT)?;
 
         // Vocabulary: the metadata count if present, else the token list, and
         // in any case the embedding matrix's rows (checked by the tensor index).
-        let vocab = match reader.opt_u32("vocab_size")? {
-            Some(v) => check_dim(p, "vocab_size", v)?,
+        let vocab = match reader.opt_dim("vocab_size", MAX_VOCAB)? {
+            Some(v) => v,
             None => match gguf.get("tokenizer.ggml.tokens")? {
-                Some(Value::Array(a)) => u32::try_from(a.len())
-                    .ok()
-                    .filter(|&n| n > 0 && n <= MAX_DIM)
-                    .ok_or(ModelError::BadValue {
-                        key: Name::new("tokenizer.ggml.tokens"),
-                        why: "vocabulary size out of range",
-                    })?,
+                Some(Value::Array(a)) => {
+                    let n = u64::try_from(a.len()).unwrap_or(u64::MAX);
+                    check_value(Name::new("tokenizer.ggml.tokens"), n, MAX_VOCAB)?
+                }
                 _ => {
                     return Err(ModelError::MissingKey {
                         key: key_name(p, "vocab_size"),
@@ -232,7 +320,7 @@ impl Hparams {
         };
         let tied_embeddings = gguf.tensor("output.weight")?.is_none();
 
-        Ok(Hparams {
+        let hp = Hparams {
             arch,
             n_layers,
             dim,
@@ -247,7 +335,9 @@ impl Hparams {
             ctx_train,
             vocab,
             tied_embeddings,
-        })
+        };
+        hp.validate()?;
+        Ok(hp)
     }
 }
 
@@ -292,15 +382,30 @@ fn key_name(prefix: &str, suffix: &str) -> Name {
     Name::new(s)
 }
 
-fn check_dim(prefix: &str, suffix: &str, v: u32) -> Result<u32> {
-    if v == 0 || v > MAX_DIM {
+/// `value` as a dimension in `1..=cap`: [`ModelError::BadValue`] for 0,
+/// [`ModelError::TooLarge`] (naming the key and the cap) above the cap.
+fn check_value(key: Name, value: u64, cap: u32) -> Result<u32> {
+    if value == 0 {
         return Err(ModelError::BadValue {
-            key: key_name(prefix, suffix),
-            why: "must be between 1 and 2^24",
+            key,
+            why: "must be at least 1",
         }
         .into());
     }
-    Ok(v)
+    if value > u64::from(cap) {
+        return Err(ModelError::TooLarge {
+            key,
+            value,
+            cap: u64::from(cap),
+        }
+        .into());
+    }
+    // `value <= cap <= u32::MAX`.
+    Ok(u32::try_from(value).unwrap_or(cap))
+}
+
+fn check_dim(prefix: &str, suffix: &str, value: u32, cap: u32) -> Result<u32> {
+    check_value(key_name(prefix, suffix), u64::from(value), cap)
 }
 
 /// Typed access to `"{prefix}.{suffix}"` keys.
@@ -339,11 +444,28 @@ impl Keys<'_, '_> {
         }
     }
 
-    /// A required dimension in `1..=MAX_DIM`.
-    fn dim(&self, suffix: &str) -> Result<u32> {
-        let v = self.opt_u32(suffix)?.ok_or(ModelError::MissingKey {
-            key: key_name(self.prefix, suffix),
-        })?;
-        check_dim(self.prefix, suffix, v)
+    /// An optional dimension in `1..=cap` (any unsigned integer type; a
+    /// value above the cap is [`ModelError::TooLarge`] even if it does not
+    /// fit in 32 bits).
+    fn opt_dim(&self, suffix: &str, cap: u32) -> Result<Option<u32>> {
+        match self.gguf.get_arch(self.prefix, suffix)? {
+            None => Ok(None),
+            Some(v) => {
+                let v = v
+                    .as_u64()
+                    .ok_or_else(|| self.bad(suffix, "not a non-negative integer"))?;
+                check_value(key_name(self.prefix, suffix), v, cap).map(Some)
+            }
+        }
+    }
+
+    /// A required dimension in `1..=cap`.
+    fn dim(&self, suffix: &str, cap: u32) -> Result<u32> {
+        self.opt_dim(suffix, cap)?.ok_or_else(|| {
+            ModelError::MissingKey {
+                key: key_name(self.prefix, suffix),
+            }
+            .into()
+        })
     }
 }
