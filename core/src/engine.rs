@@ -114,7 +114,7 @@ impl<'a> Engine<'a> {
             plan::plan_for_budget(&model, &params.plan, arena.capacity()).map_err(|e| match e {
                 Error::Budget { what, needed, .. } => Error::Budget {
                     what,
-                    needed: needed + arena.skipped(),
+                    needed: needed.saturating_add(arena.skipped()),
                     available: buffer_len,
                 },
                 e => e,
@@ -123,7 +123,7 @@ impl<'a> Engine<'a> {
         if plan.total_bytes > arena.capacity() {
             return Err(Error::Budget {
                 what: "engine (plan total)",
-                needed: plan.total_bytes + arena.skipped(),
+                needed: plan.total_bytes.saturating_add(arena.skipped()),
                 available: buffer_len,
             });
         }

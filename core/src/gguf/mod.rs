@@ -28,7 +28,7 @@ mod value;
 mod writer;
 
 pub use error::{GgufError, GgufErrorKind};
-pub use reader::{Gguf, GgufLimits, MetadataIter, TensorInfo, TensorIter};
+pub use reader::{Gguf, GgufLimits, MetadataIter, TensorInfo, TensorIter, MAX_DEPTH_CEILING};
 pub use types::GgmlType;
 pub use value::{ArrayIter, ArrayView, Value, ValueType};
 pub use writer::{tensor_bytes, CountingSink, GgufWriter, Sink, SliceSink};

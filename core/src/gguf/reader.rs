@@ -19,6 +19,8 @@ pub struct GgufLimits {
     /// Longest array, in elements.
     pub max_array_len: u64,
     /// Deepest array nesting (1 allows arrays of scalars, 2 arrays of arrays).
+    /// Values above [`MAX_DEPTH_CEILING`] act as that ceiling: values are read
+    /// recursively, and the stack must stay bounded whatever the caller asks.
     pub max_depth: u32,
 }
 
@@ -49,6 +51,10 @@ impl Default for GgufLimits {
         GgufLimits::DEFAULT
     }
 }
+
+/// The deepest array nesting any [`GgufLimits`] allows (each level is a
+/// stack frame of the reader).
+pub const MAX_DEPTH_CEILING: u32 = 32;
 
 /// A bounds-checked little-endian reader over a byte slice.
 #[derive(Clone)]
@@ -82,21 +88,23 @@ impl<'a> Cursor<'a> {
             self.pos,
             GgufErrorKind::Truncated {
                 needed,
-                available: (self.bytes.len() - self.pos) as u64,
+                available: self.bytes.len().saturating_sub(self.pos) as u64,
             },
         )
     }
 
     /// The next `n` bytes.
     pub(crate) fn take(&mut self, n: u64) -> Result<&'a [u8], GgufError> {
-        let left = self.bytes.len() - self.pos;
-        match usize::try_from(n) {
-            Ok(n) if n <= left => {
-                let out = &self.bytes[self.pos..self.pos + n];
-                self.pos += n;
+        let out = usize::try_from(n).ok().and_then(|n| {
+            let end = self.pos.checked_add(n)?;
+            Some((self.bytes.get(self.pos..end)?, end))
+        });
+        match out {
+            Some((out, end)) => {
+                self.pos = end;
                 Ok(out)
             }
-            _ => Err(self.truncated(n)),
+            None => Err(self.truncated(n)),
         }
     }
 
@@ -182,10 +190,14 @@ pub struct TensorInfo<'a> {
 }
 
 impl TensorInfo<'_> {
-    /// Number of elements.
+    /// Number of elements (checked for overflow when the file was parsed;
+    /// saturates for a hand-made shape whose product does not fit).
     pub fn n_elements(&self) -> u64 {
-        // Checked for overflow when the file was parsed.
-        self.shape.as_slice().iter().product()
+        self.shape
+            .as_slice()
+            .iter()
+            .try_fold(1u64, |acc, &d| acc.checked_mul(d))
+            .unwrap_or(u64::MAX)
     }
 
     /// Number of bytes.
@@ -262,7 +274,7 @@ impl<'a> Gguf<'a> {
 
         // Tensor table, first pass: shapes, types, sizes.
         for index in 0..tensor_count {
-            read_tensor_entry(&mut c, index as u32, limits)?;
+            read_tensor_entry(&mut c, tensor_index(index), limits)?;
         }
         let infos_end = c.pos() as u64;
         let data_start = infos_end
@@ -288,8 +300,8 @@ impl<'a> Gguf<'a> {
         let mut c = Cursor::at(bytes, tensors_start);
         for index in 0..tensor_count {
             let at = c.pos();
-            let entry = read_tensor_entry(&mut c, index as u32, limits)?;
-            let index = index as u32;
+            let index = tensor_index(index);
+            let entry = read_tensor_entry(&mut c, index, limits)?;
             if entry.offset % alignment != 0 {
                 return Err(GgufError::at(
                     at,
@@ -439,6 +451,12 @@ impl<'a> Gguf<'a> {
     }
 }
 
+/// A tensor's position as errors report it (saturating: a caller's
+/// [`GgufLimits::max_tensors`] may exceed `u32`).
+fn tensor_index(index: u64) -> u32 {
+    u32::try_from(index).unwrap_or(u32::MAX)
+}
+
 /// Reads one metadata entry: key, type, value. Returns the start offset too.
 fn read_entry<'a>(
     c: &mut Cursor<'a>,
@@ -571,7 +589,7 @@ impl<'a> Iterator for TensorIter<'a> {
         if self.next_index >= self.gguf.tensor_count {
             return None;
         }
-        let index = self.next_index as u32;
+        let index = tensor_index(self.next_index);
         self.next_index += 1;
         // Validated by `parse`: the entry reads and its data is in bounds.
         let entry = read_tensor_entry(&mut self.cursor, index, &GgufLimits::UNLIMITED).ok()?;

@@ -516,3 +516,68 @@ mod props {
         }
     }
 }
+
+#[test]
+fn caller_limits_cannot_lift_the_nesting_ceiling() {
+    // Arrays nested 40 deep: a caller asking for "no limit" still gets the
+    // ceiling (every level is a stack frame of the reader).
+    let mut r = Raw::header(3, 0, 1);
+    r.str(b"deep").u32(ValueType::Array as u32);
+    for _ in 0..40 {
+        r.u32(ValueType::Array as u32).u64(1);
+    }
+    r.u32(ValueType::U8 as u32).u64(0);
+    let no_caps = GgufLimits {
+        max_tensors: u64::MAX,
+        max_metadata: u64::MAX,
+        max_string_len: u64::MAX,
+        max_array_len: u64::MAX,
+        max_depth: u32::MAX,
+    };
+    assert_eq!(
+        Gguf::parse_with_limits(&r.0, &no_caps).unwrap_err().kind,
+        GgufErrorKind::NestingTooDeep {
+            cap: MAX_DEPTH_CEILING
+        }
+    );
+    // Huge counts with a caller's huge caps are truncation errors, never
+    // a wrapped index or an allocation.
+    assert!(matches!(
+        Gguf::parse_with_limits(&Raw::header(3, u64::MAX, 0).0, &no_caps)
+            .unwrap_err()
+            .kind,
+        GgufErrorKind::Truncated { .. }
+    ));
+}
+
+#[test]
+fn hand_made_tensor_infos_and_lying_iterators_do_not_panic() {
+    let bytes = sample_file();
+    let g = Gguf::parse(&bytes).unwrap();
+    let mut t = g.tensor("t.f32").unwrap().unwrap();
+    t.shape = Shape::new(&[u64::MAX, u64::MAX, 2]);
+    assert_eq!(t.n_elements(), u64::MAX);
+
+    /// Claims three elements, yields one.
+    struct Liar(u32);
+    impl Iterator for Liar {
+        type Item = Value<'static>;
+        fn next(&mut self) -> Option<Value<'static>> {
+            self.0 += 1;
+            (self.0 == 1).then_some(Value::U32(7))
+        }
+    }
+    impl ExactSizeIterator for Liar {
+        fn len(&self) -> usize {
+            3
+        }
+    }
+    let mut w = GgufWriter::new(VecSink(Vec::new()), 0, 1, 32).unwrap();
+    assert!(matches!(
+        w.kv_array("k", ValueType::U32, Liar(0)),
+        Err(GgufError {
+            kind: GgufErrorKind::WriterMisuse { .. },
+            ..
+        })
+    ));
+}

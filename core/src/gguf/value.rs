@@ -1,7 +1,7 @@
 //! Metadata values as zero-copy views over the file bytes.
 
 use super::error::{GgufError, GgufErrorKind};
-use super::reader::{Cursor, GgufLimits};
+use super::reader::{Cursor, GgufLimits, MAX_DEPTH_CEILING};
 
 /// A GGUF metadata value type.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -344,13 +344,9 @@ pub(crate) fn read_value<'a>(
         ValueType::String => Value::String(c.string(limits.max_string_len)?),
         ValueType::Array => {
             let at = c.pos();
-            if depth >= limits.max_depth {
-                return Err(c.error_at(
-                    at,
-                    GgufErrorKind::NestingTooDeep {
-                        cap: limits.max_depth,
-                    },
-                ));
+            let max_depth = limits.max_depth.min(MAX_DEPTH_CEILING);
+            if depth >= max_depth {
+                return Err(c.error_at(at, GgufErrorKind::NestingTooDeep { cap: max_depth }));
             }
             let type_id = c.u32()?;
             let elem = ValueType::from_id(type_id)
@@ -388,9 +384,10 @@ pub(crate) fn read_value<'a>(
                 }
             }
             let bytes = c.slice_from(start);
-            // `len <= max_array_len`, and every element took at least one
-            // byte or the loop above failed, so `len` fits in usize here.
-            Value::Array(ArrayView::new(elem, len as usize, bytes))
+            // Every element took at least one byte or the reads above failed,
+            // so `len` fits in usize here; checked all the same.
+            let len = usize::try_from(len).map_err(|_| c.truncated(len))?;
+            Value::Array(ArrayView::new(elem, len, bytes))
         }
     })
 }

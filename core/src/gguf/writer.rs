@@ -224,12 +224,26 @@ impl<S: Sink> GgufWriter<S> {
     ) -> Result<(), GgufError> {
         self.begin_kv(key, ValueType::Array)?;
         self.put(&(elem as u32).to_le_bytes())?;
-        self.put(&(values.len() as u64).to_le_bytes())?;
+        let declared = values.len();
+        self.put(&(declared as u64).to_le_bytes())?;
+        let mut n = 0usize;
         for v in values {
             if v.value_type() != elem {
                 return Err(misuse(self.written, "array element of the wrong type"));
             }
+            n += 1;
+            if n > declared {
+                break;
+            }
             self.put_value(v)?;
+        }
+        if n != declared {
+            // An `ExactSizeIterator` whose `len` was wrong: the length is
+            // already written, so the file would not parse.
+            return Err(misuse(
+                self.written,
+                "array iterator yielded another count than its len",
+            ));
         }
         Ok(())
     }
@@ -308,7 +322,10 @@ impl<S: Sink> GgufWriter<S> {
         }
         self.data_tensors_left -= 1;
         self.put(data)?;
-        let end = self.data_written + data.len() as u64;
+        let end = self
+            .data_written
+            .checked_add(data.len() as u64)
+            .ok_or_else(|| misuse(self.written, "data section too large"))?;
         let padded = align_up(end, self.alignment)
             .ok_or_else(|| misuse(self.written, "data section too large"))?;
         self.pad((padded - end) as usize)?;

@@ -22,12 +22,15 @@ pub struct KvCache<'a> {
 impl<'a> KvCache<'a> {
     /// Carves a pool of `pages` pages and a page table from `arena`. The
     /// sequence may hold up to `max_tokens` tokens (at most the pages' room).
+    /// `geom` must pass [`KvGeometry::check`] (as every geometry from
+    /// [`KvGeometry::new`] does).
     pub fn new(
         arena: &mut Arena<'a>,
         geom: KvGeometry,
         pages: u32,
         max_tokens: usize,
     ) -> Result<KvCache<'a>> {
+        geom.check()?;
         let page_bytes = geom
             .page_bytes()
             .ok_or(Error::Overflow { what: "KV page" })?;
@@ -103,7 +106,7 @@ impl<'a> KvCache<'a> {
 
     /// Records that tokens `0..total` hold valid rows (after writing them).
     pub fn set_len(&mut self, total: usize) -> Result<()> {
-        if total > self.n_pages * self.geom.page_tokens {
+        if total > self.n_pages.saturating_mul(self.geom.page_tokens) {
             return Err(Error::InvalidArgument {
                 what: "KV length beyond reserved pages",
             });
@@ -118,7 +121,9 @@ impl<'a> KvCache<'a> {
         let keep = len.div_ceil(self.geom.page_tokens);
         while self.n_pages > keep {
             self.n_pages -= 1;
-            let id = self.table[self.n_pages];
+            let id = *self.table.get(self.n_pages).ok_or(Error::InvalidArgument {
+                what: "internal: KV page table shorter than the pages in use",
+            })?;
             self.slab.give_back(id)?;
         }
         self.n_tokens = len;
@@ -139,22 +144,25 @@ impl<'a> KvCache<'a> {
         pos: usize,
     ) -> Result<&mut [u8]> {
         let g = self.geom;
-        if layer >= g.n_layers || head >= g.n_kv_heads {
-            return Err(Error::InvalidArgument {
-                what: "KV layer or head out of range",
-            });
-        }
-        let page = pos / g.page_tokens;
-        let id = *self.table[..self.n_pages]
-            .get(page)
+        let block_start =
+            g.head_block_offset(layer, is_value, head)
+                .ok_or(Error::InvalidArgument {
+                    what: "KV layer or head out of range",
+                })?;
+        // `page_tokens >= 1` (checked by `new`).
+        let page = pos / g.page_tokens.max(1);
+        let id = *self
+            .table
+            .get(..self.n_pages)
+            .and_then(|t| t.get(page))
             .ok_or(Error::InvalidArgument {
                 what: "KV position beyond reserved pages",
             })?;
-        let start =
-            g.head_block_offset(layer, is_value, head) + (pos % g.page_tokens) * g.row_bytes;
+        let row = (pos % g.page_tokens.max(1))
+            .checked_mul(g.row_bytes)
+            .and_then(|r| r.checked_add(block_start));
         let block = self.slab.block_mut(id)?;
-        block
-            .get_mut(start..start + g.row_bytes)
+        row.and_then(|start| block.get_mut(start..start.checked_add(g.row_bytes)?))
             .ok_or(Error::InvalidArgument {
                 what: "KV row outside its page",
             })
@@ -169,20 +177,21 @@ impl<'a> KvCache<'a> {
         head: usize,
     ) -> Result<&[u8]> {
         let g = self.geom;
-        if layer >= g.n_layers || head >= g.n_kv_heads {
-            return Err(Error::InvalidArgument {
+        let start = g
+            .head_block_offset(layer, is_value, head)
+            .ok_or(Error::InvalidArgument {
                 what: "KV layer or head out of range",
-            });
-        }
-        let id = *self.table[..self.n_pages]
-            .get(page)
+            })?;
+        let id = *self
+            .table
+            .get(..self.n_pages)
+            .and_then(|t| t.get(page))
             .ok_or(Error::InvalidArgument {
                 what: "KV page not in use",
             })?;
-        let start = g.head_block_offset(layer, is_value, head);
-        self.slab
-            .block(id)?
-            .get(start..start + g.head_block_bytes())
+        let end = start.checked_add(g.head_block_bytes());
+        let block = self.slab.block(id)?;
+        end.and_then(|end| block.get(start..end))
             .ok_or(Error::InvalidArgument {
                 what: "KV block outside its page",
             })
@@ -227,5 +236,36 @@ mod tests {
         assert_eq!((kv.len(), kv.pages_in_use(), kv.free_pages()), (3, 1, 4));
         kv.clear().unwrap();
         assert_eq!(kv.free_pages(), 5);
+    }
+
+    #[test]
+    fn hand_made_geometries_and_wild_positions_are_errors() {
+        let mut buf = std::boxed::Box::new(Buf([0; 1 << 16]));
+        let mut arena = Arena::new(&mut buf.0);
+        let g = KvGeometry::new(2, 1, 32, KvType::F16, 4).unwrap();
+        // Zero-token pages would divide by zero in every lookup.
+        let zero = KvGeometry {
+            page_tokens: 0,
+            ..g
+        };
+        assert!(KvCache::new(&mut arena, zero, 4, 16).is_err());
+        let mut kv = KvCache::new(&mut arena, g, 4, 16).unwrap();
+        kv.reserve(4).unwrap();
+        for (layer, head, pos) in [
+            (2, 0, 0),
+            (0, 1, 0),
+            (usize::MAX, 0, 0),
+            (0, usize::MAX, 0),
+            (0, 0, usize::MAX),
+            (0, 0, 4),
+        ] {
+            assert!(kv.row_mut(layer, false, head, pos).is_err());
+        }
+        assert!(kv.head_block(usize::MAX, 0, false, 0).is_err());
+        assert!(kv.head_block(0, usize::MAX, true, 0).is_err());
+        assert!(kv.set_len(usize::MAX).is_err());
+        assert!(kv.reserve(usize::MAX).is_err());
+        kv.truncate(usize::MAX).unwrap();
+        assert_eq!(kv.len(), 0);
     }
 }

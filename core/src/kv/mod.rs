@@ -86,6 +86,11 @@ impl KvGeometry {
                 what: "KV page size must be at least one token",
             });
         }
+        if n_layers == 0 || n_kv_heads == 0 || head_dim == 0 {
+            return Err(Error::InvalidArgument {
+                what: "KV geometry needs at least one layer, one KV head and one value per head",
+            });
+        }
         let row_bytes = kv_type.row_bytes(head_dim).ok_or(Error::InvalidArgument {
             what: "head size does not fit the KV element type (q8_0 needs a multiple of 32)",
         })?;
@@ -100,6 +105,7 @@ impl KvGeometry {
         g.page_bytes().ok_or(Error::Overflow {
             what: "KV page size",
         })?;
+        g.check()?;
         Ok(g)
     }
 
@@ -116,15 +122,47 @@ impl KvGeometry {
         self.bytes_per_token()?.checked_mul(self.page_tokens)
     }
 
-    /// Bytes of the block of one (layer, K or V, head) inside a page:
-    /// `page_tokens` rows.
-    pub fn head_block_bytes(&self) -> usize {
-        self.page_tokens * self.row_bytes
+    /// Whether this geometry is one [`KvGeometry::new`] accepts (the
+    /// fields are public, so a hand-made value may not be): every count
+    /// non-zero, `row_bytes` that of `head_dim`, and the page size in range.
+    pub fn check(&self) -> Result<()> {
+        if self.page_tokens == 0
+            || self.n_layers == 0
+            || self.n_kv_heads == 0
+            || self.head_dim == 0
+            || self.kv_type.row_bytes(self.head_dim) != Some(self.row_bytes)
+        {
+            return Err(Error::InvalidArgument {
+                what: "KV geometry not made by KvGeometry::new",
+            });
+        }
+        match self.page_bytes() {
+            Some(_) => Ok(()),
+            None => Err(Error::Overflow {
+                what: "KV page size",
+            }),
+        }
     }
 
-    /// Byte offset, inside a page, of the rows of `(layer, is_value, head)`.
-    pub fn head_block_offset(&self, layer: usize, is_value: bool, head: usize) -> usize {
-        ((layer * 2 + usize::from(is_value)) * self.n_kv_heads + head) * self.head_block_bytes()
+    /// Bytes of the block of one (layer, K or V, head) inside a page:
+    /// `page_tokens` rows (saturating; exact, and at most the page size,
+    /// for a geometry that passes [`KvGeometry::check`]).
+    pub fn head_block_bytes(&self) -> usize {
+        self.page_tokens.saturating_mul(self.row_bytes)
+    }
+
+    /// Byte offset, inside a page, of the rows of `(layer, is_value, head)`;
+    /// `None` if the layer or head is out of range or the offset overflows.
+    pub fn head_block_offset(&self, layer: usize, is_value: bool, head: usize) -> Option<usize> {
+        if layer >= self.n_layers || head >= self.n_kv_heads {
+            return None;
+        }
+        layer
+            .checked_mul(2)?
+            .checked_add(usize::from(is_value))?
+            .checked_mul(self.n_kv_heads)?
+            .checked_add(head)?
+            .checked_mul(self.head_block_bytes())
     }
 }
 
@@ -154,12 +192,49 @@ mod tests {
     }
 
     #[test]
+    fn degenerate_geometries_are_errors_not_panics() {
+        // Zero layers, heads or head size: refused (a zero page would make
+        // every later division and offset meaningless).
+        assert!(KvGeometry::new(0, 3, 64, KvType::F16, 16).is_err());
+        assert!(KvGeometry::new(30, 0, 64, KvType::F16, 16).is_err());
+        assert!(KvGeometry::new(30, 3, 0, KvType::F16, 16).is_err());
+        // Products that overflow.
+        assert!(KvGeometry::new(usize::MAX, 3, 64, KvType::F16, 16).is_err());
+        assert!(KvGeometry::new(1, 1, usize::MAX, KvType::F32, 1).is_err());
+        assert!(KvGeometry::new(1, 1, 64, KvType::F16, usize::MAX).is_err());
+        // A hand-made geometry is caught by `check`.
+        let g = KvGeometry::new(2, 1, 32, KvType::F16, 4).unwrap();
+        for bad in [
+            KvGeometry {
+                page_tokens: 0,
+                ..g
+            },
+            KvGeometry { row_bytes: 1, ..g },
+            KvGeometry { n_layers: 0, ..g },
+            KvGeometry {
+                n_layers: usize::MAX,
+                ..g
+            },
+        ] {
+            assert!(bad.check().is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
     fn head_blocks_tile_the_page() {
         let g = KvGeometry::new(2, 3, 64, KvType::F16, 4).unwrap();
         // Last block of the page ends exactly at the page size.
-        let last = g.head_block_offset(1, true, 2) + g.head_block_bytes();
+        let last = g.head_block_offset(1, true, 2).unwrap() + g.head_block_bytes();
         assert_eq!(Some(last), g.page_bytes());
-        assert_eq!(g.head_block_offset(0, true, 0), 3 * 4 * 128);
+        assert_eq!(g.head_block_offset(0, true, 0), Some(3 * 4 * 128));
+        // Out of range or overflowing: None, never a wrapped offset.
+        assert_eq!(g.head_block_offset(2, false, 0), None);
+        assert_eq!(g.head_block_offset(0, false, 3), None);
+        let wide = KvGeometry {
+            n_layers: usize::MAX,
+            ..g
+        };
+        assert_eq!(wide.head_block_offset(usize::MAX - 1, true, 0), None);
     }
 
     #[test]

@@ -173,16 +173,21 @@ pub struct ScratchPlan {
 }
 
 impl ScratchPlan {
-    /// Sum of all scratch buffers.
+    /// Sum of all scratch buffers (saturating, so an absurd plan is refused
+    /// by the checked total rather than wrapped).
     pub fn total(&self) -> usize {
-        self.x
-            + self.xb
-            + self.work
-            + self.act
-            + self.attn
-            + self.rope
-            + self.logits
-            + self.candidates
+        [
+            self.x,
+            self.xb,
+            self.work,
+            self.act,
+            self.attn,
+            self.rope,
+            self.logits,
+            self.candidates,
+        ]
+        .iter()
+        .fold(0usize, |sum, &b| sum.saturating_add(b))
     }
 }
 
@@ -377,6 +382,7 @@ pub fn attn_slot_per_head(page_tokens: u32, head_dim: u32) -> usize {
 
 fn fixed_part(model: &Model<'_>, p: &PlanParams) -> Result<Fixed> {
     let hp = &model.hparams;
+    hp.validate()?;
     p.check_for(hp)?;
     let geometry = KvGeometry::new(
         hp.n_layers as usize,

@@ -4,11 +4,15 @@
 use super::hparams::{Hparams, RopeScaling, RopeStyle};
 use crate::error::{Error, Result};
 
-/// Reads the f32 at index `i` of little-endian bytes (any alignment).
+/// Reads the f32 at index `i` of little-endian bytes (any alignment);
+/// 0 if the bytes end before it (whatever `i`, even near `usize::MAX`).
 #[inline]
 pub fn f32_at(bytes: &[u8], i: usize) -> f32 {
-    match bytes.get(4 * i..4 * i + 4) {
-        Some(b) => f32::from_le_bytes([b[0], b[1], b[2], b[3]]),
+    let Some(start) = i.checked_mul(4) else {
+        return 0.0;
+    };
+    match bytes.get(start..).and_then(|rest| rest.first_chunk::<4>()) {
+        Some(b) => f32::from_le_bytes(*b),
         None => 0.0,
     }
 }
@@ -16,7 +20,7 @@ pub fn f32_at(bytes: &[u8], i: usize) -> f32 {
 /// `out = x / sqrt(mean(x^2) + eps) * w`, with the sum of squares in f64
 /// as ggml accumulates it. `w` is an F32 tensor's bytes.
 pub fn rmsnorm(x: &[f32], w: &[u8], eps: f32, out: &mut [f32]) -> Result<()> {
-    if out.len() != x.len() || w.len() != 4 * x.len() || x.is_empty() {
+    if out.len() != x.len() || Some(w.len()) != x.len().checked_mul(4) || x.is_empty() {
         return Err(Error::InvalidArgument {
             what: "rmsnorm lengths",
         });
@@ -93,7 +97,12 @@ impl Rope {
     }
 
     /// Rotates every head of `x` (`n_heads` heads of `head_dim`) in place.
+    /// A `head_dim` of 0 (no heads), a trailing partial head, or pairs
+    /// beyond `cos_sin` or the head are left as they are.
     pub fn apply(&self, x: &mut [f32], head_dim: usize, cos_sin: &[f32]) {
+        if head_dim == 0 {
+            return;
+        }
         let half = self.dims / 2;
         let (cos, sin) = cos_sin.split_at(half.min(cos_sin.len()));
         for head in x.chunks_exact_mut(head_dim) {
@@ -230,6 +239,36 @@ mod tests {
         // Element 0 pairs with element 2.
         assert!((x[0] - 1f32.cos()).abs() < 1e-6 && (x[2] - 1f32.sin()).abs() < 1e-6);
         assert_eq!(x[1], 0.0);
+    }
+
+    #[test]
+    fn degenerate_arguments_are_handled_without_panics() {
+        // A zero head size rotates nothing (chunks of 0 would panic).
+        let r = rope(RopeStyle::Normal);
+        let mut x = [1.0, 2.0];
+        r.apply(&mut x, 0, &[0.5; 4]);
+        assert_eq!(x, [1.0, 2.0]);
+        // A table shorter than the rotated dims, or a head shorter than a pair.
+        r.apply(&mut x, 1, &[]);
+        r.apply(&mut x, 2, &[0.0]);
+        assert_eq!(x, [1.0, 2.0]);
+        // Offsets that overflow read as absent values.
+        assert_eq!(f32_at(&[0; 8], usize::MAX), 0.0);
+        assert_eq!(f32_at(&[0; 8], usize::MAX / 4 + 1), 0.0);
+        assert_eq!(f32_at(&1.5f32.to_le_bytes(), 0), 1.5);
+        // Empty and mismatched slices are errors.
+        assert!(rmsnorm(&[], &[], 1e-5, &mut []).is_err());
+        assert!(rmsnorm(&[1.0], &[0; 4], 1e-5, &mut [0.0, 0.0]).is_err());
+        let mut cs = [0.0; 3];
+        assert!(r.angles(usize::MAX, None, &mut cs).is_err());
+        let mut cs = [0.0; 4];
+        r.angles(usize::MAX, Some(&[]), &mut cs).unwrap();
+        // Element-wise helpers stop at the shorter slice.
+        let mut a = [1.0, 2.0];
+        add_assign(&mut a, &[1.0]);
+        add_bias(&mut a, &[0u8; 3]);
+        swiglu(&mut a, &[]);
+        assert_eq!(a, [2.0, 2.0]);
     }
 
     #[test]

@@ -88,16 +88,30 @@ impl Detokenizer {
             1 => Some(true),
             _ => None,
         };
-        if b[4] > 4 || b[5] > 4 {
+        let (pending_len, need) = (b[4], b[5]);
+        if pending_len > 4 || need > 4 {
             return None;
         }
-        Some(Detokenizer {
+        let state = Detokenizer {
             pending: [b[0], b[1], b[2], b[3]],
-            pending_len: b[4],
-            need: b[5],
+            pending_len,
+            need,
             at_start: flag(b[6])?,
             special: flag(b[7])?,
-        })
+        };
+        if pending_len == 0 {
+            // Nothing held back; the other bytes are leftovers, unused.
+            return Some(state);
+        }
+        // Held-back bytes must be a prefix of a character the decoder would
+        // have held back itself: replay them and compare (a `pending_len`
+        // at or past `need` would otherwise grow without bound).
+        let mut replay = Detokenizer::new(state.special);
+        let mut none = Out { buf: None, n: 0 };
+        for &p in state.pending() {
+            replay.feed(p, &mut none);
+        }
+        (none.n == 0 && replay.pending_len == pending_len && replay.need == need).then_some(state)
     }
 
     /// Bytes held back waiting for the rest of a character.
@@ -172,8 +186,8 @@ impl Detokenizer {
                 if let Some(slot) = self.pending.get_mut(usize::from(self.pending_len)) {
                     *slot = b;
                 }
-                self.pending_len += 1;
-                if self.pending_len == self.need {
+                self.pending_len = self.pending_len.saturating_add(1);
+                if self.pending_len >= self.need {
                     for &p in self.pending.iter().take(usize::from(self.need)) {
                         out.put(p);
                     }
@@ -200,5 +214,60 @@ impl Detokenizer {
         self.pending[0] = b;
         self.pending_len = 1;
         self.need = need;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn from_bytes_accepts_exactly_the_states_the_decoder_can_reach() {
+        // Every reachable state round-trips.
+        let fresh = Detokenizer::new(true);
+        assert_eq!(Detokenizer::from_bytes(fresh.to_bytes()), Some(fresh));
+        for lead in [0xC3u8, 0xE2, 0xF0] {
+            let mut d = Detokenizer::new(false);
+            let mut none = Out { buf: None, n: 0 };
+            d.feed(lead, &mut none);
+            assert_eq!(Detokenizer::from_bytes(d.to_bytes()), Some(d));
+            d.feed(0x9F, &mut none);
+            if d.pending_len > 0 {
+                assert_eq!(Detokenizer::from_bytes(d.to_bytes()), Some(d));
+            }
+        }
+        // Held-back counts at or beyond what the lead byte needs, a lead
+        // that is no lead, a continuation that is none, a bad flag: refused.
+        for bad in [
+            [0xC3, 0x80, 0, 0, 2, 2, 0, 0],
+            [0, 0, 0, 0, 4, 0, 0, 0],
+            [0x80, 0, 0, 0, 1, 2, 0, 0],
+            [0xE2, 0x41, 0, 0, 2, 3, 0, 0],
+            [0xE0, 0x80, 0, 0, 2, 3, 0, 0],
+            [0xC3, 0, 0, 0, 1, 3, 0, 0],
+            [0, 0, 0, 0, 0, 0, 2, 0],
+            [0, 0, 0, 0, 5, 0, 0, 0],
+        ] {
+            assert_eq!(Detokenizer::from_bytes(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn continuation_bytes_after_any_accepted_state_never_overflow() {
+        // Before: pending_len 4 with need 0 was accepted, and each further
+        // continuation byte incremented it until a u8 overflow.
+        for bytes in [
+            [0u8, 0, 0, 0, 0, 3, 1, 0],
+            [0xF0, 0x90, 0x80, 0, 3, 4, 0, 0],
+        ] {
+            let Some(mut d) = Detokenizer::from_bytes(bytes) else {
+                continue;
+            };
+            let mut out = Out { buf: None, n: 0 };
+            for _ in 0..1000 {
+                d.feed(0x80, &mut out);
+            }
+            assert!(d.pending_len <= 4);
+        }
     }
 }

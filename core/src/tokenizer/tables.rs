@@ -130,8 +130,10 @@ impl<'a> Tables<'a> {
     #[inline]
     pub(crate) fn text(&self, id: u32) -> &'a [u8] {
         let i = id as usize;
-        let (Some(&start), Some(&next)) = (self.text_start.get(i), self.text_start.get(i + 1))
-        else {
+        let (Some(&start), Some(&next)) = (
+            self.text_start.get(i),
+            i.checked_add(1).and_then(|j| self.text_start.get(j)),
+        ) else {
             return &[];
         };
         let end = next.saturating_sub(8);
