@@ -24,6 +24,11 @@ pub(crate) struct Symbols<'s> {
     pub(crate) prio: &'s mut [u32],
     pub(crate) aux: &'s mut [u32],
     pub(crate) start: &'s mut [u32],
+    /// Steps counted by the merge loops (symbols set up, heap operations
+    /// weighted by the heap's depth, bytes hashed): tests bound it.
+    pub(crate) work: u64,
+    /// Longest token text in the vocabulary (SPM skips longer pairs).
+    pub(crate) max_token_len: usize,
 }
 
 impl<'s> Symbols<'s> {
@@ -46,8 +51,24 @@ impl<'s> Symbols<'s> {
             prio,
             aux,
             start,
+            work: 0,
+            max_token_len: usize::MAX,
         }
     }
+
+    /// Counts `n` steps.
+    #[inline]
+    pub(crate) fn count(&mut self, n: usize) {
+        self.work = self
+            .work
+            .saturating_add(u64::try_from(n).unwrap_or(u64::MAX));
+    }
+}
+
+/// Steps of one heap operation on `n` entries: its depth.
+#[inline]
+pub(crate) fn heap_cost(n: usize) -> usize {
+    (usize::BITS - n.leading_zeros()) as usize + 1
 }
 
 #[inline]
@@ -113,6 +134,8 @@ pub(crate) fn encode_word(
         }));
     }
     let n32 = n as u32;
+    sym.count(n);
+    let op = heap_cost(n);
     for (i, &b) in word.iter().enumerate() {
         let i = i as u32;
         put(sym.next, i, if i + 1 < n32 { i + 1 } else { NONE });
@@ -129,7 +152,9 @@ pub(crate) fn encode_word(
             heap.set(i, rank);
         }
     }
+    let mut iterations = 0usize;
     while let Some(left) = heap.peek() {
+        iterations += 1;
         let right = get(sym.next, left);
         let merged = t.merge(get(sym.id, left), get(sym.id, right));
         heap.remove(left);
@@ -155,6 +180,8 @@ pub(crate) fn encode_word(
             }
         }
     }
+    // Each iteration: at most four heap operations.
+    sym.count(iterations.saturating_mul(4 * op));
     let mut i = 0u32;
     while i != NONE && (i as usize) < n {
         let next = get(sym.next, i);

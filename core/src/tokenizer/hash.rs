@@ -131,6 +131,15 @@ impl Geometry {
         }
     }
 
+    /// Every id in `slots`, in slot order.
+    pub(crate) fn ids<'s>(&self, slots: &'s [u32]) -> impl Iterator<Item = u32> + 's {
+        let mask = self.id_mask();
+        slots
+            .iter()
+            .filter(|&&s| s != 0)
+            .map(move |&s| (s & mask).wrapping_sub(1))
+    }
+
     /// The id whose key `eq` accepts, probing from `hash`.
     #[inline]
     pub(crate) fn find(

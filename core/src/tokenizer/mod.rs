@@ -51,6 +51,9 @@ mod tables;
 mod unicode;
 mod unicode_table;
 
+#[cfg(test)]
+mod hostile_tests;
+
 pub use chat::{format_chat, ChatFamily, ChatMessage, ChatTemplate, Role};
 pub use detok::Detokenizer;
 pub use tables::ModelKind;
@@ -160,6 +163,13 @@ pub struct Tokenizer<'a> {
     scratch: &'a mut [u32],
     scratch_text: &'a mut [u8],
     max_piece: usize,
+    /// Steps the last `encode` counted beyond one per text byte (special
+    /// tokens and merges; see `special::Work`), for tests of its bounds.
+    last_work: u64,
+    /// Longest token text, found on the first SentencePiece encode (0:
+    /// not yet): merges never form a longer symbol, so longer pairs are
+    /// not looked up.
+    max_token_len: usize,
 }
 
 impl core::fmt::Debug for Tokenizer<'_> {
@@ -201,7 +211,15 @@ impl<'a> Tokenizer<'a> {
             scratch,
             scratch_text,
             max_piece: opts.max_piece_bytes,
+            last_work: 0,
+            max_token_len: 0,
         })
+    }
+
+    /// Work counted by the last [`Tokenizer::encode`] (tests bound it).
+    #[cfg(test)]
+    pub(crate) fn last_work(&self) -> u64 {
+        self.last_work
     }
 
     /// BPE or SentencePiece.
@@ -392,12 +410,18 @@ impl<'a> Tokenizer<'a> {
     /// with the exact number of ids the text encodes to. Memory is bounded
     /// by the scratch carved at init.
     pub fn encode(&mut self, text: &str, parse_special: bool, out: &mut [u32]) -> Result<usize> {
+        if self.t.kind == ModelKind::Spm && self.max_token_len == 0 {
+            let t = &self.t;
+            self.max_token_len = (0..t.n_vocab).map(|id| t.text(id).len()).max().unwrap_or(0);
+        }
         let t = &self.t;
         let mut sym = bpe::Symbols::new(self.scratch, self.max_piece);
+        sym.max_token_len = self.max_token_len;
         let buf: &mut [u8] = self.scratch_text;
         let mut sink = Sink { out, n: 0 };
         let mut prev_special = true;
-        special::partition(t, text, parse_special, |frag| match frag {
+        self.last_work = 0;
+        let work = special::partition(t, text, parse_special, |frag| match frag {
             Frag::Token(id) => {
                 sink.push(id);
                 prev_special = true;
@@ -421,6 +445,7 @@ impl<'a> Tokenizer<'a> {
                 r
             }
         })?;
+        self.last_work = work.saturating_add(sym.work);
         if sink.n > sink.out.len() {
             return Err(Error::Tokenizer(TokenizerError::BufferTooSmall {
                 needed: sink.n,

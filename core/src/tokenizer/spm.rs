@@ -10,6 +10,14 @@
 //! [`Tables::spm_break_ok`]); merges never cross such a cut, and merges on
 //! either side do not interact, so the result is identical. A chunk longer
 //! than the scratch is refused ([`TokenizerError::PieceTooLong`]).
+//!
+//! Cost: each merge re-hashes the pairs it changes, so a chunk of `c` bytes
+//! costs O(c log c) heap work plus the bytes of the pairs looked up. Pairs
+//! longer than the vocabulary's longest token are not looked up; still, a
+//! vocabulary whose scores grow a symbol one character at a time (every
+//! run `a`, `aa`, ... up to `K` bytes a token) costs about `K / 2` hashed
+//! bytes per input byte — linear in the text, as in llama.cpp's loop, which
+//! hashes the same strings.
 
 use super::bpe::Symbols;
 use super::heap::Heap;
@@ -94,7 +102,9 @@ fn end_of(next: &[u32], start: &[u32], i: u32, len: usize) -> usize {
     }
 }
 
-/// Recomputes symbol `i`'s candidate merge with its right neighbour.
+/// Recomputes symbol `i`'s candidate merge with its right neighbour;
+/// returns the bytes hashed (the pair's length).
+#[allow(clippy::too_many_arguments)]
 fn try_pair(
     t: &Tables<'_>,
     next: &[u32],
@@ -102,15 +112,22 @@ fn try_pair(
     aux: &mut [u32],
     heap: &mut Heap<'_>,
     chunk: &[u8],
+    max_token_len: usize,
     i: u32,
-) {
+) -> usize {
     let j = get(next, i);
     if j == NONE {
         heap.remove(i);
-        return;
+        return 0;
     }
     let a = get(start, i) as usize;
     let b = end_of(next, start, j, chunk.len());
+    let hashed = b.saturating_sub(a);
+    if hashed > max_token_len {
+        // Longer than every token: not one, no need to hash it.
+        heap.remove(i);
+        return 0;
+    }
     match chunk.get(a..b).and_then(|s| t.find(s)) {
         Some(id) => {
             put(aux, i, id);
@@ -118,6 +135,7 @@ fn try_pair(
         }
         None => heap.remove(i),
     }
+    hashed
 }
 
 fn encode_chunk(
@@ -148,9 +166,17 @@ fn encode_chunk(
         put(sym.next, i, if i + 1 < n { i + 1 } else { NONE });
         put(sym.prev, i, if i == 0 { NONE } else { i - 1 });
     }
+    // Steps: symbols, bytes hashed, heap operations weighted by depth.
+    let op = super::bpe::heap_cost(n as usize);
+    let longest = sym.max_token_len;
+    let mut steps = n as usize;
     let mut heap = Heap::new(sym.heap, sym.pos, sym.prio, n as usize);
     for i in 0..n.saturating_sub(1) {
-        try_pair(t, sym.next, sym.start, sym.aux, &mut heap, chunk, i);
+        steps = steps
+            .saturating_add(try_pair(
+                t, sym.next, sym.start, sym.aux, &mut heap, chunk, longest, i,
+            ))
+            .saturating_add(op);
     }
     while let Some(left) = heap.peek() {
         let right = get(sym.next, left);
@@ -164,10 +190,17 @@ fn encode_chunk(
         }
         let before = get(sym.prev, left);
         if before != NONE {
-            try_pair(t, sym.next, sym.start, sym.aux, &mut heap, chunk, before);
+            steps = steps.saturating_add(try_pair(
+                t, sym.next, sym.start, sym.aux, &mut heap, chunk, longest, before,
+            ));
         }
-        try_pair(t, sym.next, sym.start, sym.aux, &mut heap, chunk, left);
+        steps = steps
+            .saturating_add(try_pair(
+                t, sym.next, sym.start, sym.aux, &mut heap, chunk, longest, left,
+            ))
+            .saturating_add(4 * op);
     }
+    sym.count(steps);
     let mut i = 0u32;
     while i != NONE && i < n {
         let a = get(sym.start, i) as usize;

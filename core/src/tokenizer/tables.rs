@@ -181,9 +181,15 @@ impl<'a> Tables<'a> {
     /// The special token whose text is exactly `text`.
     #[inline]
     pub(crate) fn find_special(&self, text: &[u8]) -> Option<u32> {
-        let h = hash::hash_bytes(text);
+        self.find_special_hashed(text, hash::hash_bytes(text))
+    }
+
+    /// [`Tables::find_special`] with `hash == hash::hash_bytes(text)`
+    /// computed by the caller (incrementally, for several prefixes).
+    #[inline]
+    pub(crate) fn find_special_hashed(&self, text: &[u8], hash: u64) -> Option<u32> {
         self.special_geo
-            .find(self.special_slots, h, |id| self.text(id) == text)
+            .find(self.special_slots, hash, |id| self.text(id) == text)
     }
 
     /// BPE: rank of merging tokens `left` and `right`, and the merged token.
