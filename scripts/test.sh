@@ -8,7 +8,9 @@
 #   3. builds core for a bare-metal target (proves no_std, no alloc);
 #   4. builds the C/C++ examples natively and for aarch64;
 #   5. runs every Rust test (unit, property, end-to-end against the
-#      llama.cpp reference data, C programs);
+#      llama.cpp reference data, C programs), then core's tests again with
+#      overflow checks on (cargo profile `fuzz`), the engine-path fuzzer
+#      among them for a minute (scripts/fuzz.sh runs it longer);
 #   6. runs the kernel tests and the C example under qemu-aarch64, on a
 #      CPU without dotprod (cortex-a72) and one with it (max);
 #   7. installs the library into temporary prefixes (scripts/install.sh,
@@ -47,6 +49,9 @@ make -C examples-c TARGET=aarch64-unknown-linux-gnu CC=aarch64-linux-gnu-gcc CXX
 
 step "Rust tests (release)"
 cargo test --release --workspace
+
+step "core tests and the engine fuzzer (60 s) with overflow checks (profile fuzz)"
+ALM_FUZZ_SECONDS=60 cargo test --profile fuzz -p arenalm-core
 
 if [ -x scripts/test-aarch64.sh ]; then
   step "aarch64 kernel tests under qemu"

@@ -43,4 +43,7 @@ pub mod tokenizer;
 #[cfg(test)]
 pub(crate) mod testutil;
 
+#[cfg(test)]
+mod engine_fuzz;
+
 pub use error::{Error, Name, Result, Shape};
