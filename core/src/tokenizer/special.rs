@@ -291,10 +291,17 @@ impl Matcher<'_, '_, '_> {
         if inside & at_least_len == 0 {
             return Ok(false);
         }
-        let mut l2 = self.max_len;
+        // An occurrence starting after `s` ends by the end of the text.
+        let mut l2 = self.max_len.min(self.text.len().saturating_sub(s + 1));
         while l2 >= len {
+            self.work.add(1)?;
             if !Self::has_len(inside, l2) {
-                l2 -= 1;
+                // Straight to the next length that occurs inside (bit 63
+                // stands for every length from 64 up), not one step at a
+                // time: stepping down from a long token's length cost that
+                // length, uncounted, on every call.
+                let below = inside & low_bits(l2.min(LONG) - 1);
+                l2 = 64 - below.leading_zeros() as usize;
                 continue;
             }
             // Occurrences of length l2 starting in (s, e), in (id, position) order.
