@@ -375,9 +375,13 @@ fn scratch_plan(model: &Model<'_>, p: &PlanParams) -> Result<(ScratchPlan, Scrat
 }
 
 /// f32 values of attention state per query head: scores of one page, the
-/// running output, and the running max and sum.
+/// running output, and the running max and sum. Saturating: on a 32-bit
+/// target two `u32`s overflow `usize`, and the checked products that use
+/// this refuse a saturated width.
 pub fn attn_slot_per_head(page_tokens: u32, head_dim: u32) -> usize {
-    page_tokens as usize + head_dim as usize + 2
+    (page_tokens as usize)
+        .saturating_add(head_dim as usize)
+        .saturating_add(2)
 }
 
 fn fixed_part(model: &Model<'_>, p: &PlanParams) -> Result<Fixed> {
