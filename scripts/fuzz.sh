@@ -9,13 +9,14 @@
 # tokenizer's arrays; header counts, length fields, truncation) and runs
 # Model::from_bytes, the planner, Engine::new into a guarded arena, encode,
 # eval, sample and detokenize on each (core/src/engine_fuzz.rs). Any panic,
-# overflow, write outside the arena or inconsistent state fails the run with
-# the case seed; replay one case with
+# overflow, write outside the arena, inconsistent state or case above 10 s
+# of CPU time fails the run with the case seed (a watchdog aborts a case
+# that hangs, naming its step); replay one case with
 #
 #   ALM_FUZZ_CASE=<seed> cargo test --profile fuzz -p arenalm-core --lib engine_fuzz -- --nocapture
 #
 # Each run starts from a new base seed (printed; set ALM_FUZZ_SEED to repeat
-# a run). ALM_FUZZ_KEEP_GOING=1 lists every distinct panic site instead of
+# a run, ALM_FUZZ_CASES=N to stop after N cases). ALM_FUZZ_KEEP_GOING=1 lists every distinct panic site instead of
 # stopping at the first. Add each crash found as a regression test at the
 # end of core/src/engine_fuzz.rs.
 set -euo pipefail

@@ -15,20 +15,29 @@
 //! `scripts/test.sh` and `scripts/fuzz.sh` do), includes every arithmetic
 //! overflow.
 //!
-//! Budget: `ALM_FUZZ_SECONDS` (default: 1000 cases, about a second, so
-//! plain `cargo test` stays quick). `ALM_FUZZ_SEED` picks the base seed
-//! (default fixed, so runs are reproducible); a failing case prints its
-//! case seed, and `ALM_FUZZ_CASE=<seed>` replays that one case. A watchdog
-//! aborts with the case seed if one case runs longer than 300 seconds (wall
-//! time: generous, since a starved process on a shared machine is slow
-//! without hanging); the slowest case is reported at the end.
+//! Budget: `ALM_FUZZ_SECONDS` (a long run) and/or `ALM_FUZZ_CASES` (a
+//! number of cases; default 1000, about a second, so plain `cargo test`
+//! stays quick). `ALM_FUZZ_SEED` picks the base seed (default fixed, so
+//! runs are reproducible); a failing case prints its case seed, and
+//! `ALM_FUZZ_CASE=<seed>` replays that one case.
+//!
+//! Slow cases are failures too: superlinear work on a hostile file shows
+//! as one case that takes seconds where the others take a millisecond. The
+//! cost of a case is the fuzzing thread's CPU time (on Linux; elsewhere
+//! wall time, and no check): not wall time, since a starved or stopped
+//! process on a shared machine is slow without hanging, and not the
+//! process's, since other tests run beside the fuzzer. A case above 10 CPU
+//! seconds fails the run; a watchdog aborts the process, naming the case
+//! and the step it is in, if one uses 120 (a hang never returns to be
+//! checked). The slowest case is reported at the end.
 //!
 //! Crashes found by this fuzzer are kept as regression tests at the end of
 //! this file, each a minimized file built in the test.
 
 use std::format;
+use std::path::{Path, PathBuf};
 use std::string::String;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 use std::vec;
 use std::vec::Vec;
@@ -43,6 +52,7 @@ use crate::model::Model;
 use crate::parallel::Serial;
 use crate::sample::{Sampler, SamplerParams};
 use crate::testutil::{build_gguf, string_array_bytes, tensor_size, Rng, TinySpec};
+use crate::tokenizer::special::MAX_LONG;
 use crate::tokenizer::{Detokenizer, TokenizerOptions};
 
 /// Arena bytes a case may use (larger plans are run into a too-small arena).
@@ -86,6 +96,17 @@ fn vocab(n: usize, rng: &mut Rng) -> Vocab {
             4,
         ),
     ];
+    // A quarter of the larger vocabularies also hold more long (64 bytes and
+    // up) user-defined tokens than the special-token splitter stages, one of
+    // them 16 KiB, which sends every long length through its fallback.
+    if n >= 300 && rng.next_u64().is_multiple_of(4) {
+        for i in 0..=MAX_LONG {
+            tokens.push(long_tool_call(i));
+            types.push(4);
+        }
+        tokens.push(format!("<tool_call_with{}>", "x".repeat(16 << 10)));
+        types.push(4);
+    }
     let mut merges: Vec<String> = Vec::new();
     let letters = b"etaoinshrdlu";
     'outer: for &a in letters {
@@ -116,6 +137,11 @@ fn vocab(n: usize, rng: &mut Rng) -> Vocab {
         n_tokens: tokens.len(),
         n_merges: merges.len(),
     }
+}
+
+/// The `i`th long user-defined token of a [`vocab`] that has them.
+fn long_tool_call(i: usize) -> String {
+    format!("<tool_call_{i:02}_{}>", "x".repeat(60))
 }
 
 /// A random valid tiny model with a tokenizer.
@@ -800,6 +826,11 @@ fn random_text(rng: &mut Rng) -> String {
         if rng.next_u64().is_multiple_of(10) {
             let run = 1 + (rng.next_u64() % 300) as usize;
             s.push_str(&"a".repeat(run));
+        } else if rng.next_u64().is_multiple_of(10) {
+            // A long token (if the vocabulary has them), whole or cut short.
+            let t = long_tool_call((rng.next_u64() % (MAX_LONG as u64 + 4)) as usize);
+            let cut = (rng.next_u64() % (t.len() as u64 + 8)) as usize;
+            s.push_str(t.get(..cut).unwrap_or(&t));
         } else {
             s.push_str(PIECES[(rng.next_u64() % PIECES.len() as u64) as usize]);
         }
@@ -853,6 +884,7 @@ fn shown(e: Error) -> String {
 
 /// Runs the whole path on `bytes`; panics (with context) on a violation.
 fn run_path(bytes: &[u8], rng: &mut Rng, reached: &mut Reached) {
+    phase(1);
     let model = match Model::from_bytes(bytes) {
         Ok(m) => m,
         Err(e) => {
@@ -879,6 +911,7 @@ fn run_path(bytes: &[u8], rng: &mut Rng, reached: &mut Reached) {
         kernel: None,
     };
     // The planner on its own, both ways.
+    phase(2);
     let planned = if params.plan.ctx_tokens > 0 {
         plan::plan(&model, &params.plan)
     } else {
@@ -907,6 +940,7 @@ fn run_path(bytes: &[u8], rng: &mut Rng, reached: &mut Reached) {
         CpuFeatures::detect()
     };
     let mut guarded = Guarded::new(len);
+    phase(3);
     {
         let engine = match Engine::new(bytes, guarded.arena(), &params, &features) {
             Ok(e) => e,
@@ -924,6 +958,7 @@ fn run_path(bytes: &[u8], rng: &mut Rng, reached: &mut Reached) {
         // Tokens: the model's own tokenizer on a random text, or raw ids.
         let mut ids = [0u32; 48];
         let mut n = 0;
+        phase(4);
         if let Some(tok) = engine.tokenizer_mut() {
             let text = random_text(rng);
             match tok.encode(&text, rng.next_u64().is_multiple_of(2), &mut ids) {
@@ -945,6 +980,7 @@ fn run_path(bytes: &[u8], rng: &mut Rng, reached: &mut Reached) {
         } else {
             Outputs::Last
         };
+        phase(5);
         let before = engine.n_past();
         let toks = &ids[..n.min(ids.len())];
         match engine.eval(&Serial, toks, outputs) {
@@ -962,6 +998,7 @@ fn run_path(bytes: &[u8], rng: &mut Rng, reached: &mut Reached) {
             }
         }
         // Sample and detokenize a few steps.
+        phase(6);
         let sp = if rng.next_u64().is_multiple_of(2) {
             SamplerParams::greedy()
         } else {
@@ -1005,6 +1042,7 @@ fn run_path(bytes: &[u8], rng: &mut Rng, reached: &mut Reached) {
         let _ = engine.reset();
     }
     check_guards(&guarded);
+    phase(7);
 }
 
 fn check_guards(g: &Guarded) {
@@ -1015,6 +1053,7 @@ fn check_guards(g: &Guarded) {
 /// mutations applied (for the report).
 fn run_case(case_seed: u64, reached: &mut Reached) -> Vec<&'static str> {
     let mut rng = Rng(case_seed | 1);
+    phase(0);
     let seed = seed_model(&mut rng);
     let mut doc = Doc::parse(&seed);
     let mut raw = None;
@@ -1058,27 +1097,105 @@ fn budget_from_env() -> Option<Duration> {
 }
 
 static CURRENT_CASE: AtomicU64 = AtomicU64::new(0);
+/// Cases started so far (the watchdog sees progress through it).
+static CASES_STARTED: AtomicU64 = AtomicU64::new(0);
+/// The step of the path the current case is in, for a hang report (the
+/// regression tests that run the path beside the fuzzer set it too).
+static PHASE: AtomicUsize = AtomicUsize::new(0);
+const PHASES: [&str; 8] = [
+    "building", "parse", "plan", "engine", "encode", "eval", "sample", "done",
+];
 /// Where the last panic happened (set by the hook `ALM_FUZZ_KEEP_GOING` installs).
 static LAST_PANIC: std::sync::Mutex<String> = std::sync::Mutex::new(String::new());
-static CASE_STARTED_MS: AtomicU64 = AtomicU64::new(0);
 
-/// Aborts the process (naming the case) if a case runs for 30 seconds.
-fn start_watchdog(epoch: Instant) {
-    std::thread::spawn(move || loop {
-        std::thread::sleep(Duration::from_secs(1));
-        let started = CASE_STARTED_MS.load(Ordering::Relaxed);
-        let now = epoch.elapsed().as_millis() as u64;
-        // Wall time, generous: the machine may be shared, and a starved
-        // process is slow without hanging.
-        if started > 0 && now.saturating_sub(started) > 300_000 {
-            std::eprintln!(
-                "engine fuzzer: case {:#x} has run for 300 s; replay with ALM_FUZZ_CASE={:#x}",
-                CURRENT_CASE.load(Ordering::Relaxed),
-                CURRENT_CASE.load(Ordering::Relaxed)
-            );
-            std::process::abort();
+/// CPU seconds one case may use before the watchdog calls it a hang.
+const HANG_CPU_SECONDS: f64 = 120.0;
+/// CPU seconds above which a finished case fails the run as too slow: a
+/// case takes about a millisecond, so this is superlinear work, not noise.
+const SLOW_CPU_SECONDS: f64 = 10.0;
+
+fn phase(p: usize) {
+    PHASE.store(p, Ordering::Relaxed);
+}
+
+/// The `/proc` stat file of the calling thread, by a path that other
+/// threads can read too (`None` off Linux).
+fn own_stat_path() -> Option<PathBuf> {
+    // "/proc/thread-self" links to "<pid>/task/<tid>".
+    let link = std::fs::read_link("/proc/thread-self").ok()?;
+    Some(Path::new("/proc").join(link).join("stat"))
+}
+
+/// CPU seconds used by the thread whose stat file is `stat_path`.
+fn cpu_seconds(stat_path: &Path) -> Option<f64> {
+    let stat = std::fs::read_to_string(stat_path).ok()?;
+    // Fields after the command name (which may contain spaces): utime and
+    // stime are the 12th and 13th of them, in clock ticks (100 a second on
+    // Linux for this interface).
+    let rest = stat.get(stat.rfind(')')? + 2..)?;
+    let mut fields = rest.split(' ');
+    let utime: f64 = fields.nth(11)?.parse().ok()?;
+    let stime: f64 = fields.next()?.parse().ok()?;
+    Some((utime + stime) / 100.0)
+}
+
+/// Aborts the process, naming the case and its step, if one case uses
+/// [`HANG_CPU_SECONDS`] of the fuzzing thread's CPU time: CPU time, since
+/// a starved or stopped process on a shared machine is slow without
+/// hanging, and the thread's own, since other tests run beside it. Where
+/// CPU time cannot be read, 30 minutes of wall time. Stops when dropped.
+struct Watchdog {
+    stop: std::sync::Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Watchdog {
+    /// Watches the calling thread.
+    fn start() -> Watchdog {
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        let stat = own_stat_path();
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let cpu = || stat.as_deref().and_then(cpu_seconds);
+            let mut last = (u64::MAX, 0.0f64, Instant::now());
+            while !flag.load(Ordering::Relaxed) {
+                std::thread::park_timeout(Duration::from_secs(1));
+                let n = CASES_STARTED.load(Ordering::Relaxed);
+                let now = cpu();
+                if n != last.0 {
+                    last = (n, now.unwrap_or(0.0), Instant::now());
+                    continue;
+                }
+                let stuck = match now {
+                    Some(c) => c - last.1 > HANG_CPU_SECONDS,
+                    None => last.2.elapsed() > Duration::from_secs(1800),
+                };
+                if stuck && !flag.load(Ordering::Relaxed) {
+                    let case = CURRENT_CASE.load(Ordering::Relaxed);
+                    let step = PHASES.get(PHASE.load(Ordering::Relaxed)).unwrap_or(&"?");
+                    std::eprintln!(
+                        "engine fuzzer: case {case:#x} is stuck in {step}; replay with \
+                         ALM_FUZZ_CASE={case:#x}"
+                    );
+                    std::process::abort();
+                }
+            }
+        });
+        Watchdog {
+            stop,
+            thread: Some(thread),
         }
-    });
+    }
+}
+
+impl Drop for Watchdog {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            t.thread().unpark();
+            let _ = t.join();
+        }
+    }
 }
 
 /// The seed of case `n` of a run from `base` (SplitMix64 of both).
@@ -1112,8 +1229,20 @@ fn engine_path_survives_mutated_models() {
         .and_then(|s| parse_seed(&s))
         .unwrap_or(0x00A1_E9A1);
     let budget = budget_from_env();
+    let max_cases: u64 = std::env::var("ALM_FUZZ_CASES")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(if budget.is_some() { u64::MAX } else { 1000 });
     let epoch = Instant::now();
-    start_watchdog(epoch);
+    let watchdog = Watchdog::start();
+    // A case's cost: this thread's CPU time where it can be read, else
+    // wall time (reported, not checked).
+    let stat = own_stat_path();
+    let cpu_clock = stat.as_deref().and_then(cpu_seconds).is_some();
+    let clock = || match stat.as_deref().and_then(cpu_seconds) {
+        Some(cpu) if cpu_clock => cpu,
+        _ => epoch.elapsed().as_secs_f64(),
+    };
     // Exploration: record every distinct panic site instead of stopping.
     let keep_going = std::env::var("ALM_FUZZ_KEEP_GOING").is_ok();
     let mut sites: Vec<(String, u64, u64)> = Vec::new();
@@ -1133,27 +1262,25 @@ fn engine_path_survives_mutated_models() {
             }
         }));
     }
-    let mut slowest = (Duration::ZERO, 0u64);
+    let mut slowest = (0.0f64, 0u64);
     let mut cases = 0u64;
     loop {
-        let done = match budget {
-            Some(b) => epoch.elapsed() >= b,
-            None => cases >= 1000,
-        };
+        let done = cases >= max_cases || budget.is_some_and(|b| epoch.elapsed() >= b);
         if done {
             break;
         }
         let case_seed = case_seed(base, cases);
         CURRENT_CASE.store(case_seed, Ordering::Relaxed);
-        CASE_STARTED_MS.store(epoch.elapsed().as_millis() as u64 + 1, Ordering::Relaxed);
-        let started = Instant::now();
+        CASES_STARTED.fetch_add(1, Ordering::Relaxed);
+        let started = clock();
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             let mut r = Reached::default();
             let applied = run_case(case_seed, &mut r);
             (r, applied)
         }));
-        if started.elapsed() > slowest.0 {
-            slowest = (started.elapsed(), case_seed);
+        let took = clock() - started;
+        if took > slowest.0 {
+            slowest = (took, case_seed);
         }
         match result {
             Ok((r, applied)) => {
@@ -1179,13 +1306,14 @@ fn engine_path_survives_mutated_models() {
         }
         cases += 1;
     }
-    CASE_STARTED_MS.store(0, Ordering::Relaxed);
+    drop(watchdog);
+    let clock_kind = if cpu_clock { "CPU" } else { "wall" };
     std::eprintln!(
         "engine fuzzer: {cases} cases in {:.1} s from seed {base:#x}; reached {reached:?}; \
-         slowest case {:#x} ({:.3} s)",
+         slowest case {:#x} ({:.2} s {clock_kind} time)",
         epoch.elapsed().as_secs_f64(),
         slowest.1,
-        slowest.0.as_secs_f64()
+        slowest.0
     );
     if keep_going {
         let _ = std::panic::take_hook();
@@ -1194,6 +1322,14 @@ fn engine_path_survives_mutated_models() {
         }
         assert!(sites.is_empty(), "{} distinct panic sites", sites.len());
     }
+    // Superlinear work shows as one slow case long before it hangs.
+    assert!(
+        !cpu_clock || slowest.0 < SLOW_CPU_SECONDS,
+        "engine fuzzer: case {:#x} used {:.1} s of CPU time; replay with ALM_FUZZ_CASE={:#x}",
+        slowest.1,
+        slowest.0,
+        slowest.1
+    );
     // The mutations must leave enough models intact to exercise the engine.
     assert!(
         reached.engine as u64 * 20 >= cases,
@@ -1244,4 +1380,29 @@ fn regression_query_width_of_two_to_the_32() {
         ));
         survives(&bytes);
     }
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn the_watchdog_clock_is_this_threads_cpu_time() {
+    let stat = own_stat_path().expect("/proc/thread-self readable");
+    let before = cpu_seconds(&stat).expect("thread stat readable");
+    // Spin until the clock moves 50 ms (it counts 10 ms ticks), giving up
+    // after a minute of wall time (a clock that never moves).
+    let start = Instant::now();
+    let mut x = 0u64;
+    let mut after = before;
+    while after < before + 0.05 && start.elapsed() < Duration::from_secs(60) {
+        for i in 0..1_000_000u64 {
+            x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(i));
+        }
+        after = cpu_seconds(&stat).expect("thread stat readable");
+    }
+    assert!(after >= before + 0.05, "{before} {after}");
+    // Each thread has its own clock, not the process's, which other tests
+    // move.
+    let other = std::thread::spawn(|| own_stat_path().expect("/proc/thread-self readable"))
+        .join()
+        .expect("thread ran");
+    assert_ne!(other, stat, "each thread has its own clock");
 }

@@ -45,7 +45,7 @@ mod heap;
 mod load;
 mod piece;
 mod pretok;
-mod special;
+pub(crate) mod special;
 mod spm;
 mod tables;
 mod unicode;
