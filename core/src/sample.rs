@@ -152,6 +152,11 @@ impl Sampler {
     }
 
     /// Records `token` as generated (or as part of the prompt) for the penalty.
+    ///
+    /// The sampler does not know the vocabulary: an id outside the rows
+    /// sampled later makes [`Sampler::sample`] fail (`BadTokenId`) while it
+    /// is among the last `repeat_last_n`, so check ids before accepting them
+    /// (`alm_engine_accept` refuses them here).
     pub fn accept(&mut self, token: u32) {
         self.history[self.history_next] = token;
         self.history_next = (self.history_next + 1) % MAX_PENALTY_WINDOW;
