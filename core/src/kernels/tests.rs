@@ -71,7 +71,9 @@ fn required_paths_are_available_and_listed() {
 /// Runs tasks on `n` scoped threads (task i on thread i % n).
 struct Threads(usize);
 
-impl Parallel for Threads {
+// SAFETY: thread t calls the indices t, t + n, ...: each once; the scope
+// joins every thread before `run` returns.
+unsafe impl Parallel for Threads {
     fn threads(&self) -> usize {
         self.0
     }
@@ -94,7 +96,8 @@ impl Parallel for Threads {
 /// Claims `n` threads but runs the tasks backwards on the caller.
 struct Backwards(usize);
 
-impl Parallel for Backwards {
+// SAFETY: each index once, on the caller.
+unsafe impl Parallel for Backwards {
     fn threads(&self) -> usize {
         self.0
     }
@@ -109,7 +112,9 @@ impl Parallel for Backwards {
 /// Breaks the contract: skips the last task.
 struct Lazy;
 
-impl Parallel for Lazy {
+// SAFETY: no index twice, all on the caller (skipping one is allowed by
+// the safety contract; the kernels must detect it).
+unsafe impl Parallel for Lazy {
     fn threads(&self) -> usize {
         3
     }
