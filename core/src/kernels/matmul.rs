@@ -204,7 +204,11 @@ pub(crate) trait Isa: Sync {
     /// after the blocks of this call. With `accumulate` the state holds the
     /// values after blocks `0..a.b0` and continues from them (so a row split
     /// into block ranges gives the same bits); otherwise it starts at zero.
-    /// [`IntKind::finish`] turns a state into the output.
+    /// [`IntKind::finish`] turns a state into the output: with `finish`
+    /// (the call covers the row's last blocks) the body does so itself and
+    /// writes output `n` of row `r` to `out[r * width + n]` instead of the
+    /// state.
+    #[allow(clippy::too_many_arguments)]
     fn int_panels(
         &self,
         kind: IntKind,
@@ -213,6 +217,8 @@ pub(crate) trait Isa: Sync {
         accumulate: bool,
         state: &mut [f32],
         width: usize,
+        finish: bool,
+        out: &mut [f32],
     );
 
     /// The integer GEMV on plain rows: `out[i]` is the output of weight row
@@ -605,6 +611,9 @@ const TILE: usize = ROWS_PER_CALL * PANEL_ROWS * 9;
 /// Panels per kernel call (and packed together) at most.
 const PANELS_PER_CALL: usize = 4;
 
+/// The finished outputs of one kernel call, on the stack.
+const OUT_TILE: usize = ROWS_PER_CALL * PANELS_PER_CALL * PANEL_ROWS;
+
 /// Computes output panels `panels` for every batch row.
 fn int_range(
     isa: &dyn Isa,
@@ -639,6 +648,7 @@ fn int_range(
     let s_len = kind.state_len();
     let mut pack = [0u8; PACK_BYTES];
     let mut tile = [0f32; TILE];
+    let mut outs = [0f32; OUT_TILE];
     let in_place = job.layout == WeightLayout::Panel16;
     // Blocks per packed chunk: all of them when a panel fits the buffer.
     let chunk_blocks = if in_place || panel_bytes <= PACK_BYTES {
@@ -700,19 +710,12 @@ fn int_range(
                     stride: job.q_row_bytes,
                     b0,
                 };
-                isa.int_panels(kind, &w, &a, b0 > 0, &mut tile, width);
+                let finish = b0 + nbk >= nb;
+                isa.int_panels(kind, &w, &a, b0 > 0, &mut tile, width, finish, &mut outs);
                 b0 += nbk;
             }
-            for r in 0..rows {
-                let base = (r0 + r) * job.n_out + p0 * PANEL_ROWS;
-                for n in 0..valid {
-                    let at = |l: usize| {
-                        tile.get((r * s_len + l) * width + n)
-                            .copied()
-                            .unwrap_or(0.0)
-                    };
-                    out.set(base + n, kind.finish(at));
-                }
+            for (r, row) in outs.chunks_exact(width).take(rows).enumerate() {
+                out.set_run((r0 + r) * job.n_out + p0 * PANEL_ROWS, &row[..valid]);
             }
             r0 += rows;
         }
