@@ -15,7 +15,7 @@ use crate::mem::plan::{self, attn_slot_per_head, MemoryPlan, PlanParams};
 use crate::mem::Arena;
 use crate::model::ops::{add_assign, add_bias, rmsnorm, Rope};
 use crate::model::{build_index, Hparams, LayerIndex, Model, TensorLoc};
-use crate::parallel::{split_range, Parallel, SharedMut};
+use crate::parallel::{Parallel, SharedMut};
 use crate::sample::{Candidate, Sampler};
 use crate::tokenizer::Tokenizer;
 
@@ -581,8 +581,8 @@ fn quantize_for<'b>(
 
 /// Causal attention of `n` query rows (positions `pos0..pos0+n`) against
 /// the cache, streaming page by page with an online softmax. Work items are
-/// (row, KV head) pairs split across tasks; each task has its own slot of
-/// `attn_scratch` and writes only its items' output heads.
+/// (row, KV head) pairs dealt round-robin to tasks; each task has its own
+/// slot of `attn_scratch` and writes only its items' output heads.
 #[allow(clippy::too_many_arguments)]
 fn attention(
     par: &dyn Parallel,
@@ -627,7 +627,9 @@ fn attention(
             failed.store(true, core::sync::atomic::Ordering::Relaxed);
             return;
         };
-        for item in split_range(items, tasks, task) {
+        // Items round-robin: later rows attend to more keys, so contiguous
+        // ranges would leave the last task the most work.
+        for item in (task..items).step_by(tasks) {
             let (r, g) = (item / n_kv, item % n_kv);
             // SAFETY: item (r, g) owns heads g*group..(g+1)*group of row r,
             // and items are split disjointly between tasks.
