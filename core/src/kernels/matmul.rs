@@ -356,6 +356,24 @@ pub(crate) trait Isa: Sync {
         attend_page_steps(self, ty, q, k, v, stride, scale, scores, state, acc)
     }
 
+    /// [`super::Kernels::attend_group`], lengths checked: by default each
+    /// head alone.
+    #[allow(clippy::too_many_arguments)]
+    fn attend_group(
+        &self,
+        ty: KvType,
+        q: &[f32],
+        k: &[u8],
+        v: &[u8],
+        stride: usize,
+        scale: f32,
+        scores: &mut [f32],
+        states: &mut [super::SoftmaxState],
+        acc: &mut [f32],
+    ) {
+        attend_group_heads(self, ty, q, k, v, stride, scale, scores, states, acc)
+    }
+
     /// [`pack_panel`]: the same bytes, perhaps faster.
     #[allow(clippy::too_many_arguments)]
     fn pack_panel(
@@ -399,6 +417,34 @@ pub(crate) fn attend_page_steps<I: Isa + ?Sized>(
     }
     let row = ty.row_bytes(acc.len()).unwrap_or(usize::MAX);
     attend_keys(isa, ty, scores, v, stride, row, state, acc);
+}
+
+/// [`Isa::attend_group`] one head at a time with [`Isa::attend_page`].
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn attend_group_heads<I: Isa + ?Sized>(
+    isa: &I,
+    ty: KvType,
+    q: &[f32],
+    k: &[u8],
+    v: &[u8],
+    stride: usize,
+    scale: f32,
+    scores: &mut [f32],
+    states: &mut [super::SoftmaxState],
+    acc: &mut [f32],
+) {
+    let g = states.len().max(1);
+    let (dim, n) = (q.len() / g, scores.len() / g);
+    for (h, st) in states.iter_mut().enumerate() {
+        let (Some(qh), Some(sh), Some(ah)) = (
+            q.get(h * dim..(h + 1) * dim),
+            scores.get_mut(h * n..(h + 1) * n),
+            acc.get_mut(h * dim..(h + 1) * dim),
+        ) else {
+            return;
+        };
+        isa.attend_page(ty, qh, k, v, stride, scale, sh, st, ah);
+    }
 }
 
 /// [`super::Kernels::kv_attend`] with `isa`'s bodies, key by key (rows of

@@ -554,7 +554,11 @@ unsafe fn tile_lanes<D: Dot, const K: u8, const MV: usize, const RN: usize>(t: &
                         D::add_f(D::add_f(l(0), l(4)), D::add_f(l(2), l(6))),
                         D::add_f(D::add_f(l(1), l(5)), D::add_f(l(3), l(7))),
                     );
-                    let h = if K == K_Q4_1 { D::add_f(h, summs[v][r]) } else { h };
+                    let h = if K == K_Q4_1 {
+                        D::add_f(h, summs[v][r])
+                    } else {
+                        h
+                    };
                     D::store_f(t.out_at::<D>(r, v), h);
                     continue;
                 }
@@ -1669,6 +1673,29 @@ impl<D: Dot> Isa for X86<D> {
 
     fn kv_scale(&self, ty: KvType, acc: &mut [f32], m: f32) {
         self.avx2.kv_scale(ty, acc, m)
+    }
+
+    fn attend_group(
+        &self,
+        ty: KvType,
+        q: &[f32],
+        k: &[u8],
+        v: &[u8],
+        stride: usize,
+        scale: f32,
+        scores: &mut [f32],
+        states: &mut [super::SoftmaxState],
+        acc: &mut [f32],
+    ) {
+        // SAFETY: a 16-lane `D` exists only on a CPU with AVX-512 F/BW/VL
+        // (and AVX2, FMA, F16C).
+        let done = D::LANES == 16
+            && unsafe {
+                super::x86_avx512::attend_group(ty, q, k, v, stride, scale, scores, states, acc)
+            };
+        if !done {
+            super::matmul::attend_group_heads(self, ty, q, k, v, stride, scale, scores, states, acc)
+        }
     }
 
     fn attend_page(
