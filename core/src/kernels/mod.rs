@@ -944,11 +944,15 @@ impl Kernels {
                 f(&isa)
             }
             #[cfg(target_arch = "aarch64")]
-            KernelPath::NeonDotprod | KernelPath::NeonI8mm => {
-                // SAFETY: as above, the CPU has NEON and dotprod (the i8mm
-                // path requires both too; until its `smmla` bodies exist it
-                // runs the dotprod ones).
+            KernelPath::NeonDotprod => {
+                // SAFETY: as above, the CPU has NEON and dotprod.
                 let isa = unsafe { aarch64_neon::Neon::<true>::new() };
+                f(&isa)
+            }
+            #[cfg(target_arch = "aarch64")]
+            KernelPath::NeonI8mm => {
+                // SAFETY: as above, the CPU has NEON, dotprod and i8mm.
+                let isa = unsafe { aarch64_neon::NeonI8mm::new() };
                 f(&isa)
             }
             _ => f(&scalar::Scalar),
