@@ -226,7 +226,7 @@ fn reduce32(acc: [__m256; 4]) -> f32 {
 /// `fma(a, b, c)`, one rounding (`vfmadd` on scalars).
 #[target_feature(enable = "avx2,fma,f16c")]
 #[inline]
-fn fma1(a: f32, b: f32, c: f32) -> f32 {
+pub(crate) fn fma1(a: f32, b: f32, c: f32) -> f32 {
     _mm_cvtss_f32(_mm_fmadd_ss(_mm_set_ss(a), _mm_set_ss(b), _mm_set_ss(c)))
 }
 
@@ -543,7 +543,7 @@ unsafe fn kv_load8(ty: KvType, row: *const u8, i: usize) -> __m256 {
 
 /// [`crate::math::expf`] with `vfmadd` for its fused multiply-adds.
 #[target_feature(enable = "avx2,fma,f16c")]
-fn expf_fma(x: f32) -> f32 {
+pub(crate) fn expf_fma(x: f32) -> f32 {
     crate::math::expf_with(x, |a, b, c| {
         _mm_cvtsd_f64(_mm_fmadd_sd(_mm_set_sd(a), _mm_set_sd(b), _mm_set_sd(c)))
     })

@@ -11,7 +11,9 @@
 //!   FMAs in the same order; then `acc0 + acc2`, `acc1 + acc3` (one add of
 //!   the two registers), `acc0 + acc1`, `t[l] = x[l] + x[l + 4]`,
 //!   `(t0 + t1) + (t2 + t3)`; times `scale`;
-//! * the online softmax's factors are [`super::x86_avx2::softmax_factors`];
+//! * the online softmax's factors are [`super::x86_avx2::softmax_factors`]'s,
+//!   computed 16 keys at a time by [`softmax_factors16`] (the running
+//!   maximum as a prefix scan, `expf` on 8 doubles);
 //! * each accumulator lane takes `acc * ms` where a key raises the maximum,
 //!   then `fma(v, vs, acc)`, both rounded to f16 for an F16 cache.
 //!
@@ -21,7 +23,7 @@
 
 use core::arch::x86_64::*;
 
-use super::x86_avx2::{softmax_factors, Factors, KEYS};
+use super::x86_avx2::{expf_fma, fma1, softmax_factors, Factors, KEYS};
 use super::{KvType, SoftmaxState};
 use crate::quant::QK;
 
@@ -158,7 +160,7 @@ pub(crate) fn attend_group(
             });
             for (h, fh) in f.iter_mut().enumerate().take(gc) {
                 let ss = &sc[h * n + t0..h * n + t0 + nt];
-                *fh = softmax_factors(ss, &mut states[h0 + h]);
+                *fh = softmax_factors16(ss, &mut states[h0 + h]);
             }
             let a = &mut acc[h0 * dim..(h0 + gc) * dim];
             // SAFETY: rows t0..t0 + nt of `v` hold `dim` values (checked).
@@ -309,6 +311,235 @@ unsafe fn values_pass<const G: usize, const NV: usize>(
         for (i, r) in ah.iter().enumerate() {
             // SAFETY: as above.
             unsafe { _mm512_storeu_ps(acc.as_mut_ptr().add(h * dim + d0 + 16 * i), *r) };
+        }
+    }
+}
+
+/// `x` moved up `K` lanes (lane `i` gets lane `i - K`), `-inf` shifted in.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma,f16c")]
+#[inline]
+fn up<const K: i32>(x: __m512) -> __m512 {
+    let fill = _mm512_castps_si512(_mm512_set1_ps(f32::NEG_INFINITY));
+    // alignr of (x : fill) by 16 - K lanes: lanes below K come from the
+    // top of `fill`, the rest are x's lanes 0..16 - K. (`K` is 1, 2, 4 or
+    // 8; the shift is a constant expression the intrinsic wants as such.)
+    _mm512_castsi512_ps(match K {
+        1 => _mm512_alignr_epi32::<15>(_mm512_castps_si512(x), fill),
+        2 => _mm512_alignr_epi32::<14>(_mm512_castps_si512(x), fill),
+        4 => _mm512_alignr_epi32::<12>(_mm512_castps_si512(x), fill),
+        _ => _mm512_alignr_epi32::<8>(_mm512_castps_si512(x), fill),
+    })
+}
+
+/// [`crate::math::expf`] of 8 values given as doubles, lane by lane the
+/// scalar routine's operations (the table looked up in registers); lanes
+/// that need its special cases are the caller's to redo.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma,f16c")]
+#[inline]
+fn expf8(xd: __m512d) -> __m256 {
+    let e = &crate::math::EXPF;
+    let tp = crate::math::EXP2_TABLE.as_ptr();
+    // SAFETY: the table is 32 u64, four registers of 8.
+    let tab: [__m512i; 4] =
+        core::array::from_fn(|i| unsafe { _mm512_loadu_si512(tp.add(8 * i).cast()) });
+    let z = _mm512_mul_pd(_mm512_set1_pd(e.inv_ln2_n), xd);
+    let kd = _mm512_add_pd(z, _mm512_set1_pd(e.shift));
+    let ki = _mm512_castpd_si512(kd);
+    let kd = _mm512_sub_pd(kd, _mm512_set1_pd(e.shift));
+    let r = _mm512_sub_pd(z, kd);
+    // Entry ki % 32: bits 0..4 pick within a pair of registers, bit 4 the pair.
+    let lo = _mm512_permutex2var_epi64(tab[0], ki, tab[1]);
+    let hi = _mm512_permutex2var_epi64(tab[2], ki, tab[3]);
+    let t = _mm512_mask_blend_epi64(_mm512_test_epi64_mask(ki, _mm512_set1_epi64(16)), lo, hi);
+    let s = _mm512_castsi512_pd(_mm512_add_epi64(t, _mm512_slli_epi64::<47>(ki)));
+    let zz = _mm512_fmadd_pd(_mm512_set1_pd(e.c0), r, _mm512_set1_pd(e.c1));
+    let r2 = _mm512_mul_pd(r, r);
+    let y = _mm512_fmadd_pd(_mm512_set1_pd(e.c2), r, _mm512_set1_pd(1.0));
+    let y = _mm512_fmadd_pd(zz, r2, y);
+    _mm512_cvtpd_ps(_mm512_mul_pd(y, s))
+}
+
+/// [`softmax_factors`], bit for bit, 16 keys per step: the running maximum
+/// before each key is a prefix scan of `max` (`vmaxps` returns its second,
+/// earlier operand on equal zeros, as the scalar `s > max` test keeps the
+/// earlier one), the `expf`s are [`expf8`], and the sum stays a chain of
+/// scalar FMAs in key order. A NaN score hands the whole step to
+/// [`softmax_factors`] (`vmaxps` does not order NaN as `>` does).
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma,f16c")]
+pub(crate) fn softmax_factors16(ss: &[f32], state: &mut SoftmaxState) -> Factors {
+    let n = ss.len().min(KEYS);
+    let ss = &ss[..n];
+    let mut f = Factors {
+        raises: [false; KEYS],
+        ms: [1.0; KEYS],
+        vs: [1.0; KEYS],
+    };
+    let neg_inf = _mm512_set1_ps(f32::NEG_INFINITY);
+    let masks: [__mmask16; KEYS / 16] = core::array::from_fn(|c| {
+        let m = n.saturating_sub(16 * c).min(16);
+        ((1u32 << m) - 1) as __mmask16
+    });
+    let s: [__m512; KEYS / 16] = core::array::from_fn(|c| {
+        // SAFETY: lanes set in masks[c] are keys 16c..n, inside `ss` (the
+        // masked stores below write the same lanes of `f`'s 32 entries).
+        unsafe { _mm512_mask_loadu_ps(neg_inf, masks[c], ss.as_ptr().wrapping_add(16 * c)) }
+    });
+    if s.iter()
+        .any(|v| _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(*v, *v) != 0)
+    {
+        return softmax_factors(ss, state);
+    }
+    for (c, (&x, &k)) in s.iter().zip(&masks).enumerate() {
+        if k == 0 {
+            break;
+        }
+        // Inclusive prefix maximum of the step's keys, then the maximum
+        // before each key (the state's maximum first).
+        let mut p = x;
+        p = _mm512_max_ps(p, up::<1>(p));
+        p = _mm512_max_ps(p, up::<2>(p));
+        p = _mm512_max_ps(p, up::<4>(p));
+        p = _mm512_max_ps(p, up::<8>(p));
+        let m0 = _mm512_set1_ps(state.max);
+        let prev = _mm512_max_ps(up::<1>(p), m0);
+        let raises = _mm512_mask_cmp_ps_mask::<_CMP_GT_OQ>(k, x, prev);
+        // max - s where the key raises the maximum, s - max elsewhere.
+        let arg = _mm512_mask_sub_ps(_mm512_sub_ps(x, prev), raises, prev, x);
+        let lo = expf8(_mm512_cvtps_pd(_mm512_castps512_ps256(arg)));
+        let hi = expf8(_mm512_cvtps_pd(_mm256_castpd_ps(
+            _mm512_extractf64x4_pd::<1>(_mm512_castps_pd(arg)),
+        )));
+        let mut ex = _mm512_castpd_ps(_mm512_insertf64x4::<1>(
+            _mm512_castps_pd(_mm512_castps256_ps512(lo)),
+            _mm256_castps_pd(hi),
+        ));
+        // Lanes the scalar routine treats specially.
+        let bits = _mm512_castps_si512(arg);
+        let exp = _mm512_and_si512(_mm512_srli_epi32::<20>(bits), _mm512_set1_epi32(0x7ff));
+        let special = _mm512_mask_cmpge_epu32_mask(k, exp, _mm512_set1_epi32(0x42b));
+        if special != 0 {
+            let mut a = [0f32; 16];
+            let mut e = [0f32; 16];
+            // SAFETY: both arrays are 16 f32.
+            unsafe {
+                _mm512_storeu_ps(a.as_mut_ptr(), arg);
+                _mm512_storeu_ps(e.as_mut_ptr(), ex);
+            }
+            for (i, (ei, ai)) in e.iter_mut().zip(a).enumerate() {
+                if special & (1 << i) != 0 {
+                    *ei = expf_fma(ai);
+                }
+            }
+            // SAFETY: `e` is 16 f32.
+            ex = unsafe { _mm512_loadu_ps(e.as_ptr()) };
+        }
+        // SAFETY: lanes set in `k` are keys 16c..n < 32, inside `f`'s arrays.
+        unsafe {
+            let at = 16 * c;
+            _mm512_mask_storeu_ps(f.ms.as_mut_ptr().add(at), k & raises, ex);
+            _mm512_mask_storeu_ps(f.vs.as_mut_ptr().add(at), k & !raises, ex);
+        }
+        for (i, r) in f.raises[16 * c..].iter_mut().take(16).enumerate() {
+            *r = raises & (1 << i) != 0;
+        }
+        // The maximum after the step's last key.
+        let mut last = [0f32; 16];
+        // SAFETY: `last` is 16 f32.
+        unsafe { _mm512_storeu_ps(last.as_mut_ptr(), _mm512_max_ps(p, m0)) };
+        let m = (k as u32).count_ones() as usize;
+        state.max = last[m - 1];
+    }
+    for t in 0..n {
+        state.sum = fma1(state.sum, f.ms[t], f.vs[t]);
+    }
+    f
+}
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+    use super::*;
+    use std::vec::Vec;
+
+    /// [`softmax_factors16`] equals [`softmax_factors`] bit for bit on
+    /// every length and on the values that take special paths: keys that
+    /// raise the maximum in every position, ties (signed zeros included),
+    /// infinities, NaN, and arguments past `expf`'s special-case bound.
+    #[test]
+    fn softmax_factors16_equals_the_reference() {
+        if !(std::is_x86_feature_detected!("avx512f")
+            && std::is_x86_feature_detected!("avx512bw")
+            && std::is_x86_feature_detected!("avx512vl")
+            && std::is_x86_feature_detected!("fma")
+            && std::is_x86_feature_detected!("f16c"))
+        {
+            // The kernel-path tests require this path where the CI
+            // machine has it (ALM_REQUIRE_PATHS); nothing to run here.
+            return;
+        }
+        let specials = [
+            0.0,
+            -0.0,
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+            f32::NAN,
+            100.0,
+            -100.0,
+            87.9,
+            1e30,
+            -1e30,
+        ];
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let starts = [
+            SoftmaxState::new(),
+            SoftmaxState { max: 0.5, sum: 2.0 },
+            SoftmaxState {
+                max: -0.0,
+                sum: 1.0,
+            },
+            SoftmaxState {
+                max: f32::INFINITY,
+                sum: 1.0,
+            },
+        ];
+        for case in 0..20_000u32 {
+            let n = 1 + (next() % KEYS as u64) as usize;
+            let pattern = case % 5;
+            let ss: Vec<f32> = (0..n)
+                .map(|t| {
+                    let r = next();
+                    match pattern {
+                        0 => (r % 2000) as f32 / 100.0 - 10.0,
+                        1 => t as f32 * 0.75 - 3.0, // every key raises
+                        2 => 5.0 - t as f32 * 0.5,  // none after the first
+                        3 => ((r % 4) as f32 - 2.0) * 0.0625, // many ties
+                        _ if r % 3 == 0 => specials[(r / 3 % specials.len() as u64) as usize],
+                        _ => (r % 4000) as f32 / 10.0 - 200.0,
+                    }
+                })
+                .collect();
+            let start = starts[(next() % starts.len() as u64) as usize];
+            let (mut a, mut b) = (start, start);
+            // SAFETY: the CPU has the features (checked above).
+            let fa = unsafe { softmax_factors16(&ss, &mut a) };
+            // SAFETY: as above.
+            let fb = unsafe { softmax_factors(&ss, &mut b) };
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            let what = std::format!("case {case}: {ss:?} from {start:?}");
+            assert_eq!(fa.raises, fb.raises, "{what}");
+            assert_eq!(bits(&fa.ms), bits(&fb.ms), "{what}");
+            assert_eq!(bits(&fa.vs), bits(&fb.vs), "{what}");
+            assert_eq!(
+                (a.max.to_bits(), a.sum.to_bits()),
+                (b.max.to_bits(), b.sum.to_bits()),
+                "{what}"
+            );
         }
     }
 }
