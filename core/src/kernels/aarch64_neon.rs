@@ -1084,7 +1084,7 @@ unsafe fn q4_0_4x2_i8mm(w: &[&[u8]; 4], a: &[&[u8]; 2], nb: usize, out: &mut [f3
     // Lanes: [(n0, r0), (n0, r1), (n1, r0), (n1, r1)] and the same for n2, n3.
     let mut acc = [vdupq_n_f32(0.0); 2];
     for b in 0..nb {
-        // SAFETY (all loads): rows_hold checked nb blocks per row; b < nb.
+        // SAFETY: rows_hold checked nb activation blocks per row; b < nb.
         let (ap0, ap1) = unsafe {
             (
                 a[0].as_ptr().add(b * BLOCK_BYTES),
@@ -1092,12 +1092,16 @@ unsafe fn q4_0_4x2_i8mm(w: &[&[u8]; 4], a: &[&[u8]; 2], nb: usize, out: &mut [f3
             )
         };
         // The two activation rows, 8 values of each per register.
-        let av: [int8x16_t; 4] = core::array::from_fn(|c| unsafe {
-            vcombine_s8(
-                vld1_s8(ap0.add(8 * c).cast()),
-                vld1_s8(ap1.add(8 * c).cast()),
-            )
+        let av: [int8x16_t; 4] = core::array::from_fn(|c| {
+            // SAFETY: values 8c..8c + 8 (c < 4) of both rows' block b.
+            unsafe {
+                vcombine_s8(
+                    vld1_s8(ap0.add(8 * c).cast()),
+                    vld1_s8(ap1.add(8 * c).cast()),
+                )
+            }
         });
+        // SAFETY: the scales of both rows' block b.
         let (da0, da1) = unsafe {
             (
                 f32::from_ne_bytes(read_4(ap0.add(D_AT))),
@@ -1106,9 +1110,12 @@ unsafe fn q4_0_4x2_i8mm(w: &[&[u8]; 4], a: &[&[u8]; 2], nb: usize, out: &mut [f3
         };
         for (pair, acc_p) in acc.iter_mut().enumerate() {
             let (n0, n1) = (2 * pair, 2 * pair + 1);
+            // SAFETY: rows_hold checked nb weight blocks per row; b < nb.
             let (p0, p1) = unsafe { (w[n0].as_ptr().add(b * bb), w[n1].as_ptr().add(b * bb)) };
             // Each row's 32 values (nibble - 8): values 0..16, 16..32.
+            // SAFETY: p0 and p1 are whole Q4_0 blocks (above).
             let (lo0, hi0, d0, _) = unsafe { load_weight_block::<K_Q4_0>(p0) };
+            // SAFETY: as above.
             let (lo1, hi1, d1, _) = unsafe { load_weight_block::<K_Q4_0>(p1) };
             // Values 8c..8c+8 of both rows, per register.
             let wv = [
