@@ -17,5 +17,6 @@ run() {
         cargo test -p arenalm-core --target aarch64-unknown-linux-gnu --lib
 }
 
-run cortex-a72 neon              # ARMv8.0: NEON, no dotprod
-run max neon,neon-dotprod        # every extension qemu knows, dotprod included
+run cortex-a72 neon                       # ARMv8.0: NEON, no dotprod
+run cortex-a76 neon,neon-dotprod          # ARMv8.2: dotprod, no i8mm
+run max neon,neon-dotprod,neon-i8mm       # every extension qemu knows, i8mm included

@@ -103,6 +103,7 @@ impl<const DOT: bool> Isa for Neon<DOT> {
         true
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn int_panels(
         &self,
         kind: IntKind,
@@ -111,8 +112,10 @@ impl<const DOT: bool> Isa for Neon<DOT> {
         accumulate: bool,
         state: &mut [f32],
         width: usize,
+        finish: bool,
+        out: &mut [f32],
     ) {
-        super::scalar::Scalar.int_panels(kind, w, a, accumulate, state, width)
+        super::scalar::Scalar.int_panels(kind, w, a, accumulate, state, width, finish, out)
     }
 
     fn int_rows(
@@ -1018,5 +1021,254 @@ unsafe fn kv_store_f16(x: &[f32], out: &mut [u8]) {
         .zip(os.into_remainder().chunks_exact_mut(2))
     {
         o.copy_from_slice(&crate::quant::f32_to_f16(*v).to_le_bytes());
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The int8 matrix-multiply extension.
+
+/// Proof that the running CPU has NEON, dotprod and i8mm. Everything runs
+/// the dotprod bodies except the 4x2 tile of Q4_0, whose block sums are
+/// what `smmla` computes: four exact 2x2 products of 8 values make a
+/// block's totals for 2 weight rows by 2 activation rows. (The eight-lane
+/// order of Q8_0 and Q4_1 needs sums of 4 values, which `smmla` does not
+/// give: those stay on `sdot`.)
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct NeonI8mm {
+    dot: Neon<true>,
+}
+
+impl NeonI8mm {
+    /// # Safety
+    ///
+    /// The running CPU must support NEON, dotprod and i8mm (`FEAT_I8MM`).
+    pub(crate) unsafe fn new() -> Self {
+        NeonI8mm {
+            // SAFETY: the caller vouches for NEON and dotprod.
+            dot: unsafe { Neon::<true>::new() },
+        }
+    }
+}
+
+/// `acc + A * B^T` for `A`, `B` two rows of 8 int8 each (`smmla`): lanes
+/// `[a0.b0, a0.b1, a1.b0, a1.b1]`, exact.
+///
+/// # Safety
+///
+/// The CPU must have the int8 matrix-multiply extension.
+#[inline(always)]
+unsafe fn smmla(acc: int32x4_t, a: int8x16_t, b: int8x16_t) -> int32x4_t {
+    let mut acc = acc;
+    // SAFETY: the caller guarantees FEAT_I8MM; registers only.
+    unsafe {
+        asm!(".arch_extension i8mm", "smmla {acc:v}.4s, {a:v}.16b, {b:v}.16b", acc = inout(vreg) acc, a = in(vreg) a, b = in(vreg) b,
+             options(pure, nomem, nostack, preserves_flags));
+    }
+    acc
+}
+
+/// Q4_0 4x2 tile with `smmla`: `out[r * 4 + n] = dot(w[n], a[r])`, block
+/// sums (docs/numerics.md), bit-identical to every other path.
+///
+/// # Safety
+///
+/// The CPU must have NEON and i8mm.
+#[target_feature(enable = "neon")]
+#[inline]
+unsafe fn q4_0_4x2_i8mm(w: &[&[u8]; 4], a: &[&[u8]; 2], nb: usize, out: &mut [f32; 8]) {
+    let bb = block_bytes(K_Q4_0);
+    if !rows_hold(w, nb, bb) || !rows_hold(a, nb, BLOCK_BYTES) {
+        *out = [0.0; 8];
+        return;
+    }
+    // Lanes: [(n0, r0), (n0, r1), (n1, r0), (n1, r1)] and the same for n2, n3.
+    let mut acc = [vdupq_n_f32(0.0); 2];
+    for b in 0..nb {
+        // SAFETY: rows_hold checked nb activation blocks per row; b < nb.
+        let (ap0, ap1) = unsafe {
+            (
+                a[0].as_ptr().add(b * BLOCK_BYTES),
+                a[1].as_ptr().add(b * BLOCK_BYTES),
+            )
+        };
+        // The two activation rows, 8 values of each per register.
+        let av: [int8x16_t; 4] = core::array::from_fn(|c| {
+            // SAFETY: values 8c..8c + 8 (c < 4) of both rows' block b.
+            unsafe {
+                vcombine_s8(
+                    vld1_s8(ap0.add(8 * c).cast()),
+                    vld1_s8(ap1.add(8 * c).cast()),
+                )
+            }
+        });
+        // SAFETY: the scales of both rows' block b.
+        let (da0, da1) = unsafe {
+            (
+                f32::from_ne_bytes(read_4(ap0.add(D_AT))),
+                f32::from_ne_bytes(read_4(ap1.add(D_AT))),
+            )
+        };
+        for (pair, acc_p) in acc.iter_mut().enumerate() {
+            let (n0, n1) = (2 * pair, 2 * pair + 1);
+            // SAFETY: rows_hold checked nb weight blocks per row; b < nb.
+            let (p0, p1) = unsafe { (w[n0].as_ptr().add(b * bb), w[n1].as_ptr().add(b * bb)) };
+            // Each row's 32 values (nibble - 8): values 0..16, 16..32.
+            // SAFETY: p0 and p1 are whole Q4_0 blocks (above).
+            let (lo0, hi0, d0, _) = unsafe { load_weight_block::<K_Q4_0>(p0) };
+            // SAFETY: as above.
+            let (lo1, hi1, d1, _) = unsafe { load_weight_block::<K_Q4_0>(p1) };
+            // Values 8c..8c+8 of both rows, per register.
+            let wv = [
+                vcombine_s8(vget_low_s8(lo0), vget_low_s8(lo1)),
+                vcombine_s8(vget_high_s8(lo0), vget_high_s8(lo1)),
+                vcombine_s8(vget_low_s8(hi0), vget_low_s8(hi1)),
+                vcombine_s8(vget_high_s8(hi0), vget_high_s8(hi1)),
+            ];
+            let mut isum = vdupq_n_s32(0);
+            for (wc, ac) in wv.iter().zip(&av) {
+                // SAFETY: the caller guarantees i8mm.
+                isum = unsafe { smmla(isum, *wc, *ac) };
+            }
+            let dw = f16x4([d0, d0, d1, d1]);
+            let dd = vmulq_f32(dw, f32x4([da0, da1, da0, da1]));
+            // acc + f32(isum) * dd, fused.
+            *acc_p = vfmaq_f32(*acc_p, vcvtq_f32_s32(isum), dd);
+        }
+    }
+    let mut lanes = [0f32; 8];
+    // SAFETY: `lanes` is 8 f32.
+    unsafe {
+        vst1q_f32(lanes.as_mut_ptr(), acc[0]);
+        vst1q_f32(lanes.as_mut_ptr().add(4), acc[1]);
+    }
+    for pair in 0..2 {
+        for r in 0..2 {
+            for i in 0..2 {
+                out[r * 4 + 2 * pair + i] = lanes[4 * pair + 2 * i + r];
+            }
+        }
+    }
+}
+
+/// The i8mm body of [`q4_0_4x2_i8mm`], under its target features.
+///
+/// # Safety
+///
+/// The CPU must have NEON and i8mm.
+#[target_feature(enable = "neon,i8mm")]
+unsafe fn q4_0_4x2_i8mm_entry(w: &[&[u8]; 4], a: &[&[u8]; 2], nb: usize, out: &mut [f32; 8]) {
+    // SAFETY: this function's features are the caller's promise.
+    unsafe { q4_0_4x2_i8mm(w, a, nb, out) }
+}
+
+impl Isa for NeonI8mm {
+    fn plain_int_tiles(&self) -> bool {
+        true
+    }
+
+    fn int_panels(
+        &self,
+        kind: IntKind,
+        w: &Panels,
+        a: &ActRows,
+        accumulate: bool,
+        state: &mut [f32],
+        width: usize,
+        finish: bool,
+        out: &mut [f32],
+    ) {
+        self.dot
+            .int_panels(kind, w, a, accumulate, state, width, finish, out)
+    }
+
+    fn int_rows(
+        &self,
+        kind: IntKind,
+        w: &[u8],
+        row_bytes: usize,
+        n_rows: usize,
+        nb: usize,
+        a: &[u8],
+        next: &[u8],
+        out: &mut [f32; PANEL_ROWS],
+    ) {
+        self.dot
+            .int_rows(kind, w, row_bytes, n_rows, nb, a, next, out)
+    }
+
+    fn int_1x1(&self, kind: IntKind, w: &[u8], a: &[u8], nb: usize) -> f32 {
+        self.dot.int_1x1(kind, w, a, nb)
+    }
+
+    fn int_8x1(
+        &self,
+        kind: IntKind,
+        w: [&[u8]; 8],
+        next: &[u8],
+        a: &[u8],
+        nb: usize,
+        out: &mut [f32; 8],
+    ) {
+        self.dot.int_8x1(kind, w, next, a, nb, out)
+    }
+
+    fn int_4x2(
+        &self,
+        kind: IntKind,
+        w: [&[u8]; 4],
+        next: &[u8],
+        a: [&[u8]; 2],
+        nb: usize,
+        out: &mut [f32; 8],
+    ) {
+        if kind == IntKind::Q4_0 {
+            // SAFETY: `NeonI8mm` exists only on a CPU with NEON and i8mm.
+            unsafe { q4_0_4x2_i8mm_entry(&w, &a, nb, out) }
+        } else {
+            self.dot.int_4x2(kind, w, next, a, nb, out)
+        }
+    }
+
+    fn flt_1x1(&self, kind: FltKind, w: &[u8], x: &[f32]) -> f32 {
+        self.dot.flt_1x1(kind, w, x)
+    }
+
+    fn flt_8x1(&self, kind: FltKind, w: [&[u8]; 8], next: &[u8], x: &[f32], out: &mut [f32; 8]) {
+        self.dot.flt_8x1(kind, w, next, x, out)
+    }
+
+    fn flt_4x2(
+        &self,
+        kind: FltKind,
+        w: [&[u8]; 4],
+        next: &[u8],
+        x: [&[f32]; 2],
+        out: &mut [f32; 8],
+    ) {
+        self.dot.flt_4x2(kind, w, next, x, out)
+    }
+
+    fn quantize_act_row(&self, x: &[f32], out: &mut [u8]) {
+        self.dot.quantize_act_row(x, out)
+    }
+
+    fn kv_scores(&self, ty: KvType, q: &[f32], k: &[u8], stride: usize, out: &mut [f32]) {
+        self.dot.kv_scores(ty, q, k, stride, out)
+    }
+
+    fn kv_scale(&self, ty: KvType, acc: &mut [f32], m: f32) {
+        self.dot.kv_scale(ty, acc, m)
+    }
+
+    fn kv_mad(&self, ty: KvType, row: &[u8], w: f32, acc: &mut [f32]) {
+        self.dot.kv_mad(ty, row, w, acc)
+    }
+
+    fn expf(&self, x: f32) -> f32 {
+        self.dot.expf(x)
+    }
+
+    fn kv_store_f16(&self, x: &[f32], out: &mut [u8]) {
+        self.dot.kv_store_f16(x, out)
     }
 }
