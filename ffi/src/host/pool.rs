@@ -150,8 +150,18 @@ pub struct ThreadPool {
 
 impl ThreadPool {
     /// A pool running tasks on `threads` threads (the caller included).
-    /// `threads` of 0 or 1 runs everything on the caller.
+    /// `threads` of 0 or 1 runs everything on the caller. More than
+    /// [`MAX_THREADS`](arenalm_core::mem::plan::MAX_THREADS) (the planner's
+    /// cap) is refused with [`std::io::ErrorKind::InvalidInput`] before
+    /// anything is allocated or started.
     pub fn new(threads: usize) -> std::io::Result<ThreadPool> {
+        let cap = arenalm_core::mem::plan::MAX_THREADS;
+        if u32::try_from(threads).map_or(true, |t| t > cap) {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("{threads} threads asked, at most {cap}"),
+            ));
+        }
         let threads = threads.max(1);
         let shared = Arc::new(Shared {
             generation: AtomicU64::new(0),
@@ -348,6 +358,21 @@ impl Drop for ThreadPool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use arenalm_core::mem::plan::MAX_THREADS;
+
+    #[test]
+    fn an_absurd_thread_count_is_refused_before_anything_starts() {
+        // Before: Vec::with_capacity(threads - 1) panicked or aborted.
+        for threads in [usize::MAX, 1 << 40, MAX_THREADS as usize + 1] {
+            let e = ThreadPool::new(threads).err().expect("refused");
+            assert_eq!(e.kind(), std::io::ErrorKind::InvalidInput);
+            assert!(
+                e.to_string().contains(&format!("at most {MAX_THREADS}")),
+                "{e}"
+            );
+        }
+        assert_eq!(ThreadPool::new(2).unwrap().threads, 2);
+    }
 
     #[test]
     fn every_task_runs_exactly_once_across_many_dispatches() {
