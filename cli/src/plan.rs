@@ -42,6 +42,9 @@ pub fn plan_json(p: &MemoryPlan) -> serde_json::Value {
             "total": s.total(),
         },
         "total_bytes": p.total_bytes,
+        "items": p.items.iter().map(|i| json!({
+            "name": i.name, "group": i.group.name(), "offset": i.offset, "bytes": i.bytes,
+        })).collect::<Vec<_>>(),
     })
 }
 
@@ -89,13 +92,23 @@ pub fn run(a: &PlanArgs) -> Result<(), String> {
         params.max_outputs,
         params.threads
     );
-    println!("{:<34} {:>14} {:>10}", "item", "bytes", "MiB");
-    for (name, bytes) in p.items() {
-        println!("{:<34} {:>14} {:>10}", name, bytes, mib(bytes as u64));
+    println!(
+        "{:<38} {:>14} {:>14} {:>10}",
+        "item", "offset", "bytes", "MiB"
+    );
+    for i in p.items.iter() {
+        println!(
+            "{:<38} {:>14} {:>14} {:>10}",
+            i.name,
+            i.offset,
+            i.bytes,
+            mib(i.bytes as u64)
+        );
     }
     println!(
-        "{:<34} {:>14} {:>10}",
+        "{:<38} {:>14} {:>14} {:>10}",
         "total arena",
+        "",
         p.total_bytes,
         mib(p.total_bytes as u64)
     );

@@ -1,13 +1,14 @@
 //! Memory: the arena every run-time byte comes from, the slab the KV cache
-//! pages live in, the planner that says how much of both init will take,
-//! and the carvers that walk one description of an arena two ways
-//! (counting and carving).
+//! pages live in, the one description of what init carves (walked by a
+//! counting carver to plan and by the arena to carve), and the one sizing
+//! model of architectures (the engine's own and what-if ones).
 
+pub mod arch;
 pub mod arena;
 pub mod carve;
 pub mod plan;
+pub mod scratch;
 pub mod slab;
-pub mod whatif;
 
 pub use arena::{Arena, Pod, ARENA_ALIGN};
 pub use carve::{

@@ -59,7 +59,7 @@ use crate::error::{Error, Result, TokenizerError};
 use crate::gguf::Gguf;
 use crate::mem::carve::check_carved;
 use crate::mem::{Arena, ArenaItems, Carved, Carver, Counter, ItemGroup, Logged, Yield};
-use load::{TableCounts, TableSlices};
+pub(crate) use load::{TableCounts, TableSlices};
 use special::Frag;
 use tables::{attr, Tables};
 
@@ -210,9 +210,19 @@ impl<'a> Tokenizer<'a> {
         Tokenizer::fill(plan, gguf, opts, slices)
     }
 
-    /// The counts that size the tables of `gguf` (what a walk carves for them).
+    /// The counts that size the tables of `gguf` (what an engine's walk
+    /// carves for its tokenizer).
     pub(crate) fn table_counts(gguf: &Gguf<'_>, opts: &TokenizerOptions) -> Result<TableCounts> {
         load::Plan::new(gguf, opts)?.counts()
+    }
+
+    /// The tokenizer over tables carved by an enclosing walk (the engine's).
+    pub(crate) fn from_slices(
+        gguf: &Gguf<'a>,
+        opts: &TokenizerOptions,
+        slices: TableSlices<'a, Carved>,
+    ) -> Result<Tokenizer<'a>> {
+        Tokenizer::fill(load::Plan::new(gguf, opts)?, gguf, opts, slices)
     }
 
     fn fill(
