@@ -176,6 +176,25 @@ pub struct WhatIfParams {
     pub scratch: ScratchParams,
 }
 
+/// The default context of a what-if question, in tokens.
+pub const DEFAULT_WHATIF_CTX: u32 = 2048;
+
+impl Default for WhatIfParams {
+    /// F16 weights and KV cache, a context of [`DEFAULT_WHATIF_CTX`]
+    /// tokens, one sequence, one shard, and the engine's default scratch
+    /// parameters ([`PlanParams::default`](super::plan::PlanParams)).
+    fn default() -> Self {
+        WhatIfParams {
+            weight_type: GgmlType::F16,
+            kv_type: KvType::F16,
+            ctx_tokens: DEFAULT_WHATIF_CTX,
+            sequences: 1,
+            shards: 1,
+            scratch: super::plan::PlanParams::default().scratch(),
+        }
+    }
+}
+
 /// Sizes of a whole model or of one shard.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Footprint {
@@ -371,7 +390,7 @@ impl ArchSpec {
             }
         }
         if let Some(w) = self.sliding_window {
-            in_range("window", w.window, 1, MAX_CTX_TOKENS)?;
+            in_range("sliding_window", w.window, 1, MAX_CTX_TOKENS)?;
             in_range("n_sliding_layers", w.n_sliding_layers, 0, self.n_layers)?;
         }
         if let Some(m) = self.moe {
