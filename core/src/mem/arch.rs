@@ -439,13 +439,19 @@ impl ArchSpec {
                 let q = prod(&[h, hd])?;
                 let kv = prod(&[u64::from(self.n_kv_heads), hd])?;
                 f(Tensor::matrix(q, d, l, l, DIM_BLOCKS))?;
-                f(Tensor::matrix(kv, d, 2 * l, 2 * l, DIM_BLOCKS))?;
+                f(Tensor::matrix(
+                    kv,
+                    d,
+                    prod(&[2, l])?,
+                    prod(&[2, l])?,
+                    DIM_BLOCKS,
+                ))?;
                 f(Tensor::matrix(d, q, l, l, Q_BLOCKS))?;
                 if self.qkv_bias {
                     f(Tensor::f32(1, sum(&[q, kv, kv])?, l, l))?;
                 }
                 if self.qk_norm {
-                    f(Tensor::f32(1, hd, 2 * l, 2 * l))?;
+                    f(Tensor::f32(1, hd, prod(&[2, l])?, prod(&[2, l])?))?;
                 }
             }
             Some(m) => {
@@ -474,10 +480,16 @@ impl ArchSpec {
         // Feed-forward.
         let dense = u64::from(self.n_dense_layers());
         let ffn = u64::from(self.ffn_dim);
-        f(Tensor::matrix(ffn, d, 2 * dense, 2 * dense, DIM_BLOCKS))?;
+        f(Tensor::matrix(
+            ffn,
+            d,
+            prod(&[2, dense])?,
+            prod(&[2, dense])?,
+            DIM_BLOCKS,
+        ))?;
         f(Tensor::matrix(d, ffn, dense, dense, FFN_BLOCKS))?;
         if let Some(m) = self.moe {
-            let moe_layers = l - dense;
+            let moe_layers = l.saturating_sub(dense);
             let experts = u64::from(m.n_experts);
             let expert_ffn = u64::from(m.expert_ffn_dim);
             f(Tensor::f32(experts, d, moe_layers, moe_layers))?;
@@ -489,8 +501,8 @@ impl ArchSpec {
             f(Tensor::matrix(
                 expert_ffn,
                 d,
-                2 * all,
-                2 * active,
+                prod(&[2, all])?,
+                prod(&[2, active])?,
                 DIM_BLOCKS,
             ))?;
             f(Tensor::matrix(d, expert_ffn, all, active, EXPERT_BLOCKS))?;
@@ -499,8 +511,8 @@ impl ArchSpec {
                 f(Tensor::matrix(
                     shared,
                     d,
-                    2 * moe_layers,
-                    2 * moe_layers,
+                    prod(&[2, moe_layers])?,
+                    prod(&[2, moe_layers])?,
                     DIM_BLOCKS,
                 ))?;
                 f(Tensor::matrix(
