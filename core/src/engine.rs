@@ -206,7 +206,8 @@ impl<'a> Engine<'a> {
             }))
     }
 
-    /// The plan the arena was carved by.
+    /// The plan the arena was carved by; its `items` list what init
+    /// actually carved (checked equal to the plan, item by item).
     pub fn plan(&self) -> &MemoryPlan {
         &self.plan
     }

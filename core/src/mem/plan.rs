@@ -4,9 +4,9 @@
 //!
 //! # One description, two walks
 //!
-//! [`EngineLayout::carve`] lists every arena item of an engine, once, in
+//! `EngineLayout::carve` lists every arena item of an engine, once, in
 //! carve order. The planner runs it with a counting
-//! [`Counter`](super::Counter): the items' names, offsets and
+//! [`Counter`]: the items' names, offsets and
 //! bytes are the plan ([`MemoryPlan::items`]), and the summary fields are
 //! sums over it. [`Engine::new`] runs the same walk over the arena, logs
 //! what it carved, and refuses to start if the log differs from the plan
@@ -283,7 +283,7 @@ impl EngineLayout {
             tokenizer,
             kv,
             scratch,
-            max_pages: p.ctx_limit(hp.ctx_train).div_ceil(p.page_tokens),
+            max_pages: pages_for(p.ctx_limit(hp.ctx_train), p.page_tokens),
             ctx_tokens: p.ctx_tokens,
         })
     }
@@ -346,7 +346,7 @@ impl EngineLayout {
                 what: "a plan without a budget needs ctx_tokens > 0",
             });
         }
-        self.plan(self.ctx_tokens.div_ceil(self.kv.page_tokens as u32))
+        self.plan(pages_for(self.ctx_tokens, self.kv.page_tokens as u32))
     }
 
     /// The plan for a budget (see [`plan_for_budget`]).
@@ -390,6 +390,11 @@ impl EngineLayout {
         }
         self.plan(lo)
     }
+}
+
+/// KV pages that hold `ctx_tokens` tokens: whole pages.
+fn pages_for(ctx_tokens: u32, page_tokens: u32) -> u32 {
+    ctx_tokens.div_ceil(page_tokens.max(1))
 }
 
 /// The widest quantized activation any matmul of `model` needs for `rows`
