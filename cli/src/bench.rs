@@ -35,8 +35,68 @@ pub struct BenchArgs {
     pub kv: KvType,
     /// Forced kernel.
     pub kernel: Option<KernelPath>,
+    /// Measure the memory-bandwidth ceiling too.
+    pub bandwidth: bool,
     /// JSON output.
     pub json: bool,
+}
+
+/// Bytes the streaming-read probe reads: far beyond any cache a board or
+/// an edge box has, so what it measures is memory.
+const PROBE_BYTES: usize = 1 << 30;
+
+/// Bytes per second `threads` threads read from memory: each thread streams
+/// its share of a [`PROBE_BYTES`] buffer (already touched, so no page
+/// faults are timed), best of 3 passes.
+fn read_bandwidth(threads: usize) -> f64 {
+    let threads = threads.max(1);
+    let buf = vec![1u64; PROBE_BYTES / 8];
+    let share = buf.len() / threads;
+    let mut best = 0f64;
+    for _ in 0..3 {
+        let start = Instant::now();
+        std::thread::scope(|s| {
+            for part in buf.chunks(share.max(1)) {
+                s.spawn(move || {
+                    // Eight independent lanes: the loads, not the adds, are
+                    // the bottleneck (the compiler vectorizes this).
+                    let mut acc = [0u64; 8];
+                    for c in part.chunks_exact(8) {
+                        for (a, v) in acc.iter_mut().zip(c) {
+                            *a = a.wrapping_add(*v);
+                        }
+                    }
+                    std::hint::black_box(acc);
+                });
+            }
+        });
+        best = best.max(PROBE_BYTES as f64 / start.elapsed().as_secs_f64());
+    }
+    best
+}
+
+/// Bytes one generated token reads: every weight matrix once (the token
+/// embedding only when it is also the output head) and the KV cache of the
+/// tokens before it.
+fn bytes_per_token(model: &Model, kv: KvType, context: usize) -> f64 {
+    let g = &model.globals;
+    let embedding_read = if g.output == g.token_embd {
+        0
+    } else {
+        g.token_embd.len
+    };
+    let weights = g.weights_bytes.saturating_sub(embedding_read);
+    let kv_per_token = arenalm_core::kv::KvGeometry::new(
+        model.hparams.n_layers as usize,
+        model.hparams.n_kv_heads as usize,
+        model.hparams.head_dim as usize,
+        kv,
+        16,
+    )
+    .ok()
+    .and_then(|g| g.bytes_per_token())
+    .unwrap_or(0);
+    weights as f64 + (context * kv_per_token) as f64
 }
 
 fn mean_sd(v: &[f64]) -> (f64, f64) {
@@ -157,7 +217,19 @@ pub fn run(a: &BenchArgs) -> Result<(), String> {
                 .map(|&n| (format!("tg{n}"), 0, n as usize)),
         )
         .collect();
+    // The ceiling per thread count, measured before any engine exists.
+    let ceilings: Vec<(u32, f64)> = if a.bandwidth {
+        a.threads
+            .iter()
+            .map(|&t| (t, read_bandwidth(t as usize)))
+            .collect()
+    } else {
+        Vec::new()
+    };
     if !a.json {
+        for (t, bw) in &ceilings {
+            println!("memory read bandwidth, {t} thread(s): {:.1} GB/s", bw / 1e9);
+        }
         println!("| model | size | kernel | threads | test | t/s |");
         println!("| --- | ---: | --- | ---: | ---: | ---: |");
     }
@@ -190,6 +262,17 @@ pub fn run(a: &BenchArgs) -> Result<(), String> {
                     *n_gen,
                 )?;
                 let (mean, sd) = mean_sd(&row.samples);
+                // Decoding's share of the bandwidth ceiling: tokens/s times
+                // the bytes each token reads (its context grows from
+                // `depth` to `depth + n_gen`; the middle stands for all).
+                let ceiling = ceilings.iter().find(|(ct, _)| *ct == t).map(|c| c.1);
+                let fraction = match (ceiling, *n_gen > 0) {
+                    (Some(bw), true) => {
+                        let ctx = depth as usize + n_gen / 2;
+                        Some(mean * bytes_per_token(&model, a.kv, ctx) / bw)
+                    }
+                    _ => None,
+                };
                 let test = if depth > 0 {
                     format!("{test} @ d{depth}")
                 } else {
@@ -202,10 +285,15 @@ pub fn run(a: &BenchArgs) -> Result<(), String> {
                         "n_prompt": n_prompt, "n_gen": n_gen, "depth": depth,
                         "batch": a.batch, "kv_type": a.kv.name(),
                         "avg_ts": mean, "stddev_ts": sd, "samples_ts": row.samples,
+                        "bandwidth_bytes_per_s": ceiling,
+                        "bandwidth_fraction": fraction,
                     }));
                 } else {
+                    let share = fraction
+                        .map(|f| format!(" ({:.0}% of bandwidth)", f * 100.0))
+                        .unwrap_or_default();
                     println!(
-                        "| {name} | {} MiB | {} | {t} | {test} | {mean:.2} ± {sd:.2} |",
+                        "| {name} | {} MiB | {} | {t} | {test} | {mean:.2} ± {sd:.2}{share} |",
                         mib(weights),
                         row.kernel
                     );

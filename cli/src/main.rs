@@ -226,6 +226,11 @@ enum Command {
         /// Kernel path.
         #[arg(long, default_value = "auto", value_parser = parse_kernel)]
         kernel: common::KernelArg,
+        /// Also measure the memory-bandwidth ceiling (a streaming read of a
+        /// buffer far larger than the caches, per thread count) and report
+        /// each tg as the fraction of it that decoding used.
+        #[arg(long)]
+        bandwidth: bool,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -332,6 +337,7 @@ fn main() {
             depth,
             kv,
             kernel,
+            bandwidth,
             json,
         } => bench::run(&bench::BenchArgs {
             model,
@@ -343,6 +349,7 @@ fn main() {
             depth,
             kv,
             kernel: kernel.0,
+            bandwidth,
             json,
         }),
     };

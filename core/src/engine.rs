@@ -18,7 +18,7 @@ use crate::mem::scratch::Scratch;
 use crate::mem::{Arena, Logged};
 use crate::model::ops::{add_assign, add_bias, rmsnorm, Rope};
 use crate::model::{build_index, Hparams, LayerIndex, Model, TensorLoc};
-use crate::parallel::{split_range, Parallel, SharedMut};
+use crate::parallel::{Parallel, SharedMut};
 use crate::sample::Sampler;
 use crate::tokenizer::Tokenizer;
 
@@ -578,8 +578,8 @@ fn quantize_for<'b>(
 
 /// Causal attention of `n` query rows (positions `pos0..pos0+n`) against
 /// the cache, streaming page by page with an online softmax. Work items are
-/// (row, KV head) pairs split across tasks; each task has its own slot of
-/// `attn_scratch` and writes only its items' output heads.
+/// (row, KV head) pairs dealt round-robin to tasks; each task has its own
+/// slot of `attn_scratch` and writes only its items' output heads.
 #[allow(clippy::too_many_arguments)]
 fn attention(
     par: &dyn Parallel,
@@ -624,7 +624,9 @@ fn attention(
             failed.store(true, core::sync::atomic::Ordering::Relaxed);
             return;
         };
-        for item in split_range(items, tasks, task) {
+        // Items round-robin: later rows attend to more keys, so contiguous
+        // ranges would leave the last task the most work.
+        for item in (task..items).step_by(tasks) {
             let (r, g) = (item / n_kv, item % n_kv);
             // SAFETY: item (r, g) owns heads g*group..(g+1)*group of row r,
             // and items are split disjointly between tasks.
@@ -666,11 +668,15 @@ fn attention(
     Ok(())
 }
 
+/// Query heads attended together by one [`Kernels::attend_group`] call.
+const GROUP_CHUNK: usize = 8;
+
 /// Attention of the `group` query heads in `q_row` sharing KV head `kv_head`
-/// over the first `n_keys` cached tokens: per head, the scores of a page's
-/// keys, then [`Kernels::kv_attend`] streams them, key by key, into the
-/// head's running softmax state and output (llama.cpp's one-row flash
-/// attention).
+/// over the first `n_keys` cached tokens: page by page, the heads' scores
+/// of the page's keys, then the keys streamed one by one into each head's
+/// running softmax state and output ([`Kernels::attend_group`]: llama.cpp's
+/// one-row flash attention, each key and value row read once for up to
+/// [`GROUP_CHUNK`] heads).
 #[allow(clippy::too_many_arguments)]
 fn attend_one(
     k: &Kernels,
@@ -688,52 +694,55 @@ fn attend_one(
     group: usize,
     scale: f32,
 ) -> Result<()> {
-    // Per head: `page_tokens` scores, `head_dim` accumulators, max, sum.
-    let per_head = attn_slot_per_head(page_tokens as u32, head_dim as u32);
-    for h in 0..group {
-        let st = &mut slot[h * per_head..(h + 1) * per_head];
-        st[page_tokens..].fill(0.0);
-        st[page_tokens + head_dim] = f32::NEG_INFINITY;
-    }
+    // The slot: scores (`page_tokens` per head), then the accumulators
+    // (`head_dim` per head); its size is `group * (page_tokens + head_dim
+    // + 2)`, the rest unused (the states live here, on the stack).
+    let (scores, rest) = slot.split_at_mut(group * page_tokens);
+    let acc = rest
+        .get_mut(..group * head_dim)
+        .ok_or(Error::InvalidArgument {
+            what: "attention slot too small",
+        })?;
+    acc.fill(0.0);
     let n_pages = n_keys.div_ceil(page_tokens);
-    for page in 0..n_pages {
-        let n_t = (n_keys - page * page_tokens).min(page_tokens);
-        let keys = kv.head_block(page, layer, false, kv_head)?;
-        let values = kv.head_block(page, layer, true, kv_head)?;
-        for h in 0..group {
-            let st = &mut slot[h * per_head..(h + 1) * per_head];
-            let (scores, rest) = st.split_at_mut(page_tokens);
-            let (acc, ml) = rest.split_at_mut(head_dim);
-            let scores = &mut scores[..n_t];
-            let mut state = SoftmaxState {
-                max: ml[0],
-                sum: ml[1],
-            };
-            k.attend_page(
+    let mut h0 = 0;
+    while h0 < group {
+        let gc = (group - h0).min(GROUP_CHUNK);
+        let mut states = [SoftmaxState::new(); GROUP_CHUNK];
+        let states = &mut states[..gc];
+        let (qc, ac) = (
+            &q_row[h0 * head_dim..(h0 + gc) * head_dim],
+            &mut acc[h0 * head_dim..(h0 + gc) * head_dim],
+        );
+        for page in 0..n_pages {
+            let n_t = (n_keys - page * page_tokens).min(page_tokens);
+            let keys = kv.head_block(page, layer, false, kv_head)?;
+            let values = kv.head_block(page, layer, true, kv_head)?;
+            // Pages are slab blocks anywhere in the pool: no hardware
+            // prefetcher guesses the next one.
+            if page + 1 < n_pages {
+                k.prefetch(kv.head_block(page + 1, layer, false, kv_head)?);
+                k.prefetch(kv.head_block(page + 1, layer, true, kv_head)?);
+            }
+            k.attend_group(
                 kv_type,
-                &q_row[h * head_dim..(h + 1) * head_dim],
+                qc,
                 keys,
                 values,
                 row_bytes,
                 scale,
-                scores,
-                &mut state,
-                acc,
+                &mut scores[..gc * n_t],
+                states,
+                ac,
             )?;
-            ml[0] = state.max;
-            ml[1] = state.sum;
         }
-    }
-    for h in 0..group {
-        let st = &slot[h * per_head..(h + 1) * per_head];
-        let state = SoftmaxState {
-            max: st[page_tokens + head_dim],
-            sum: st[page_tokens + head_dim + 1],
-        };
-        state.normalize(
-            &st[page_tokens..page_tokens + head_dim],
-            &mut dst[h * head_dim..(h + 1) * head_dim],
-        );
+        for (h, state) in states.iter().enumerate() {
+            state.normalize(
+                &ac[h * head_dim..(h + 1) * head_dim],
+                &mut dst[(h0 + h) * head_dim..(h0 + h + 1) * head_dim],
+            );
+        }
+        h0 += gc;
     }
     Ok(())
 }

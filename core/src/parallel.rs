@@ -8,7 +8,19 @@
 //! threads.
 
 /// Runs independent tasks, possibly concurrently.
-pub trait Parallel: Sync {
+///
+/// # Safety
+///
+/// The engine hands each task exclusive access to the outputs and scratch
+/// that belong to its index, so an implementation must never call `task(i)`
+/// twice for the same `i` within one [`Parallel::run`], or concurrently with
+/// itself: two calls with one index would alias mutable memory, which is
+/// undefined behaviour. And `run` must not return while any call it made is
+/// still running (the task borrows the caller's stack). Calling every index
+/// exactly once is the contract too, but a task that is never called only
+/// leaves its outputs unwritten: the engine detects that and reports an
+/// error, it cannot cause undefined behaviour.
+pub unsafe trait Parallel: Sync {
     /// Number of tasks worth creating for one operation (the worker count).
     fn threads(&self) -> usize;
 
@@ -21,7 +33,9 @@ pub trait Parallel: Sync {
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Serial;
 
-impl Parallel for Serial {
+// SAFETY: each index is called once, in order, on the calling thread, and
+// every call returns before `run` does.
+unsafe impl Parallel for Serial {
     fn threads(&self) -> usize {
         1
     }

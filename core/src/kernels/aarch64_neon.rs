@@ -103,6 +103,7 @@ impl<const DOT: bool> Isa for Neon<DOT> {
         true
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn int_panels(
         &self,
         kind: IntKind,
@@ -111,8 +112,10 @@ impl<const DOT: bool> Isa for Neon<DOT> {
         accumulate: bool,
         state: &mut [f32],
         width: usize,
+        finish: bool,
+        out: &mut [f32],
     ) {
-        super::scalar::Scalar.int_panels(kind, w, a, accumulate, state, width)
+        super::scalar::Scalar.int_panels(kind, w, a, accumulate, state, width, finish, out)
     }
 
     fn int_rows(

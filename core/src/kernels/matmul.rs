@@ -204,7 +204,11 @@ pub(crate) trait Isa: Sync {
     /// after the blocks of this call. With `accumulate` the state holds the
     /// values after blocks `0..a.b0` and continues from them (so a row split
     /// into block ranges gives the same bits); otherwise it starts at zero.
-    /// [`IntKind::finish`] turns a state into the output.
+    /// [`IntKind::finish`] turns a state into the output: with `finish`
+    /// (the call covers the row's last blocks) the body does so itself and
+    /// writes output `n` of row `r` to `out[r * width + n]` instead of the
+    /// state.
+    #[allow(clippy::too_many_arguments)]
     fn int_panels(
         &self,
         kind: IntKind,
@@ -213,6 +217,8 @@ pub(crate) trait Isa: Sync {
         accumulate: bool,
         state: &mut [f32],
         width: usize,
+        finish: bool,
+        out: &mut [f32],
     );
 
     /// The integer GEMV on plain rows: `out[i]` is the output of weight row
@@ -350,6 +356,24 @@ pub(crate) trait Isa: Sync {
         attend_page_steps(self, ty, q, k, v, stride, scale, scores, state, acc)
     }
 
+    /// [`super::Kernels::attend_group`], lengths checked: by default each
+    /// head alone.
+    #[allow(clippy::too_many_arguments)]
+    fn attend_group(
+        &self,
+        ty: KvType,
+        q: &[f32],
+        k: &[u8],
+        v: &[u8],
+        stride: usize,
+        scale: f32,
+        scores: &mut [f32],
+        states: &mut [super::SoftmaxState],
+        acc: &mut [f32],
+    ) {
+        attend_group_heads(self, ty, q, k, v, stride, scale, scores, states, acc)
+    }
+
     /// [`pack_panel`]: the same bytes, perhaps faster.
     #[allow(clippy::too_many_arguments)]
     fn pack_panel(
@@ -393,6 +417,34 @@ pub(crate) fn attend_page_steps<I: Isa + ?Sized>(
     }
     let row = ty.row_bytes(acc.len()).unwrap_or(usize::MAX);
     attend_keys(isa, ty, scores, v, stride, row, state, acc);
+}
+
+/// [`Isa::attend_group`] one head at a time with [`Isa::attend_page`].
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn attend_group_heads<I: Isa + ?Sized>(
+    isa: &I,
+    ty: KvType,
+    q: &[f32],
+    k: &[u8],
+    v: &[u8],
+    stride: usize,
+    scale: f32,
+    scores: &mut [f32],
+    states: &mut [super::SoftmaxState],
+    acc: &mut [f32],
+) {
+    let g = states.len().max(1);
+    let (dim, n) = (q.len() / g, scores.len() / g);
+    for (h, st) in states.iter_mut().enumerate() {
+        let (Some(qh), Some(sh), Some(ah)) = (
+            q.get(h * dim..(h + 1) * dim),
+            scores.get_mut(h * n..(h + 1) * n),
+            acc.get_mut(h * dim..(h + 1) * dim),
+        ) else {
+            return;
+        };
+        isa.attend_page(ty, qh, k, v, stride, scale, sh, st, ah);
+    }
 }
 
 /// [`super::Kernels::kv_attend`] with `isa`'s bodies, key by key (rows of
@@ -605,6 +657,9 @@ const TILE: usize = ROWS_PER_CALL * PANEL_ROWS * 9;
 /// Panels per kernel call (and packed together) at most.
 const PANELS_PER_CALL: usize = 4;
 
+/// The finished outputs of one kernel call, on the stack.
+const OUT_TILE: usize = ROWS_PER_CALL * PANELS_PER_CALL * PANEL_ROWS;
+
 /// Computes output panels `panels` for every batch row.
 fn int_range(
     isa: &dyn Isa,
@@ -639,6 +694,7 @@ fn int_range(
     let s_len = kind.state_len();
     let mut pack = [0u8; PACK_BYTES];
     let mut tile = [0f32; TILE];
+    let mut outs = [0f32; OUT_TILE];
     let in_place = job.layout == WeightLayout::Panel16;
     // Blocks per packed chunk: all of them when a panel fits the buffer.
     let chunk_blocks = if in_place || panel_bytes <= PACK_BYTES {
@@ -700,19 +756,12 @@ fn int_range(
                     stride: job.q_row_bytes,
                     b0,
                 };
-                isa.int_panels(kind, &w, &a, b0 > 0, &mut tile, width);
+                let finish = b0 + nbk >= nb;
+                isa.int_panels(kind, &w, &a, b0 > 0, &mut tile, width, finish, &mut outs);
                 b0 += nbk;
             }
-            for r in 0..rows {
-                let base = (r0 + r) * job.n_out + p0 * PANEL_ROWS;
-                for n in 0..valid {
-                    let at = |l: usize| {
-                        tile.get((r * s_len + l) * width + n)
-                            .copied()
-                            .unwrap_or(0.0)
-                    };
-                    out.set(base + n, kind.finish(at));
-                }
+            for (r, row) in outs.chunks_exact(width).take(rows).enumerate() {
+                out.set_run((r0 + r) * job.n_out + p0 * PANEL_ROWS, &row[..valid]);
             }
             r0 += rows;
         }

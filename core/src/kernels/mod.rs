@@ -80,6 +80,8 @@ mod aarch64_neon;
 #[cfg(target_arch = "x86_64")]
 mod x86_avx2;
 #[cfg(target_arch = "x86_64")]
+mod x86_avx512;
+#[cfg(target_arch = "x86_64")]
 mod x86_int;
 
 #[cfg(test)]
@@ -822,6 +824,64 @@ impl Kernels {
         rows_fit(scores.len(), row, stride, v.len())?;
         self.with_isa(|isa| isa.attend_page(ty, q, k, v, stride, scale, scores, state, acc));
         Ok(())
+    }
+
+    /// [`Kernels::attend_page`] for the `g = states.len()` query heads that
+    /// share one KV head, at once: `q` holds their queries (`g * dim`
+    /// values), `acc` their accumulators (`g * dim`), `scores` is scratch
+    /// (`g * n` for `n` keys: head `h`'s scaled scores end up at `h * n..`).
+    /// Every head gets exactly the bits [`Kernels::attend_page`] gives it
+    /// alone; the group shares each key and value row's loads.
+    #[allow(clippy::too_many_arguments)]
+    pub fn attend_group(
+        &self,
+        ty: KvType,
+        q: &[f32],
+        k: &[u8],
+        v: &[u8],
+        stride: usize,
+        scale: f32,
+        scores: &mut [f32],
+        states: &mut [SoftmaxState],
+        acc: &mut [f32],
+    ) -> Result<()> {
+        let g = states.len();
+        if g == 0 || !q.len().is_multiple_of(g) || acc.len() != q.len() {
+            return Err(bad(
+                "attend_group: q and acc must hold the same whole number of heads",
+            ));
+        }
+        if !scores.len().is_multiple_of(g) {
+            return Err(bad("attend_group: scores must hold n keys per head"));
+        }
+        let (dim, n) = (q.len() / g, scores.len() / g);
+        let row = ty.row_bytes(dim).ok_or(bad(
+            "attend_group: head dimension is not a whole number of blocks",
+        ))?;
+        rows_fit(n, row, stride, k.len())?;
+        rows_fit(n, row, stride, v.len())?;
+        self.with_isa(|isa| isa.attend_group(ty, q, k, v, stride, scale, scores, states, acc));
+        Ok(())
+    }
+
+    /// Asks the CPU to start loading `data` into its caches (a hint: no
+    /// effect on any result; nothing on paths without a prefetch
+    /// instruction).
+    #[inline]
+    pub fn prefetch(&self, data: &[u8]) {
+        #[cfg(target_arch = "x86_64")]
+        if self.path != KernelPath::Scalar {
+            for line in data.chunks(64) {
+                // SAFETY: SSE is part of x86_64; a prefetch never faults.
+                unsafe {
+                    core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(
+                        line.as_ptr().cast(),
+                    )
+                };
+            }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = data;
     }
 
     /// Writes `x` as one row of `ty` into `out` (exactly `ty.row_bytes(x.len())`

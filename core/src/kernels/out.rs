@@ -37,6 +37,18 @@ impl<'a> OutView<'a> {
         OutView { cells }
     }
 
+    /// Stores `values` at `start..`; indices past the end are ignored.
+    #[inline]
+    pub(crate) fn set_run(&self, start: usize, values: &[f32]) {
+        let cells = start
+            .checked_add(values.len())
+            .and_then(|end| self.cells.get(start..end))
+            .unwrap_or(&[]);
+        for (cell, v) in cells.iter().zip(values) {
+            cell.store(v.to_bits(), Ordering::Relaxed);
+        }
+    }
+
     /// Stores `value` at `index`; an index past the end is ignored (the
     /// callers compute indices from checked shapes, so it cannot happen).
     #[inline]

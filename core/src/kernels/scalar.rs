@@ -174,6 +174,8 @@ impl Isa for Scalar {
         accumulate: bool,
         state: &mut [f32],
         width: usize,
+        finish: bool,
+        out: &mut [f32],
     ) {
         if !w.fits(kind) || !a.fits(w.nb) || width < w.np * PANEL_ROWS {
             return;
@@ -198,6 +200,12 @@ impl Isa for Scalar {
                     for (b, col) in panel.chunks_exact(pbb).take(w.nb).enumerate() {
                         lane_block(kind, col, i, block);
                         int_block(kind, block, act_block(a_row, a.b0 + b), &mut st);
+                    }
+                    if finish {
+                        if let Some(o) = out.get_mut(r * width + n) {
+                            *o = kind.finish(|l| st[l]);
+                        }
+                        continue;
                     }
                     for (l, v) in st.iter().enumerate().take(s_len) {
                         if let Some(o) = state.get_mut(at(l)) {

@@ -71,7 +71,9 @@ fn required_paths_are_available_and_listed() {
 /// Runs tasks on `n` scoped threads (task i on thread i % n).
 struct Threads(usize);
 
-impl Parallel for Threads {
+// SAFETY: thread t calls the indices t, t + n, ...: each once; the scope
+// joins every thread before `run` returns.
+unsafe impl Parallel for Threads {
     fn threads(&self) -> usize {
         self.0
     }
@@ -94,7 +96,8 @@ impl Parallel for Threads {
 /// Claims `n` threads but runs the tasks backwards on the caller.
 struct Backwards(usize);
 
-impl Parallel for Backwards {
+// SAFETY: each index once, on the caller.
+unsafe impl Parallel for Backwards {
     fn threads(&self) -> usize {
         self.0
     }
@@ -109,7 +112,9 @@ impl Parallel for Backwards {
 /// Breaks the contract: skips the last task.
 struct Lazy;
 
-impl Parallel for Lazy {
+// SAFETY: no index twice, all on the caller (skipping one is allowed by
+// the safety contract; the kernels must detect it).
+unsafe impl Parallel for Lazy {
     fn threads(&self) -> usize {
         3
     }
@@ -1838,5 +1843,107 @@ fn attend_page_equals_its_steps_on_every_path() {
         )
         .is_err(),
         "q and acc differ"
+    );
+}
+
+#[test]
+fn attend_group_equals_each_head_alone_on_every_path() {
+    let mut rng = Rng(37);
+    for ty in [KvType::F16, KvType::Q8_0, KvType::F32] {
+        for dim in [64, 256, 96, 40, 8] {
+            let Some(rb) = ty.row_bytes(dim) else {
+                continue;
+            };
+            for g in [1, 3, 4, 5, 8] {
+                for n in [1, 16, 33] {
+                    let stride = rb + 2;
+                    let keys = kv_rows(&mut rng, ty, dim, n, stride);
+                    let values = kv_rows(&mut rng, ty, dim, n, stride);
+                    let q: Vec<f32> = (0..g * dim).map(|_| rng.unit() * 2.0).collect();
+                    let start: Vec<SoftmaxState> = (0..g)
+                        .map(|h| SoftmaxState {
+                            max: if h % 2 == 0 { f32::NEG_INFINITY } else { 0.5 },
+                            sum: if h % 2 == 0 { 0.0 } else { 2.0 },
+                        })
+                        .collect();
+                    let init: Vec<f32> = (0..g * dim).map(|i| (i % 5) as f32 * 0.125).collect();
+                    // The reference: each head alone, scalar path.
+                    let s = Kernels::scalar();
+                    let mut want_acc = init.clone();
+                    let mut want_st = start.clone();
+                    let mut want_sc = vec![0f32; g * n];
+                    for h in 0..g {
+                        s.attend_page(
+                            ty,
+                            &q[h * dim..(h + 1) * dim],
+                            &keys,
+                            &values,
+                            stride,
+                            0.125,
+                            &mut want_sc[h * n..(h + 1) * n],
+                            &mut want_st[h],
+                            &mut want_acc[h * dim..(h + 1) * dim],
+                        )
+                        .unwrap();
+                    }
+                    for path in paths() {
+                        let mut acc = init.clone();
+                        let mut st = start.clone();
+                        let mut sc = vec![0f32; g * n];
+                        kernels(path)
+                            .attend_group(
+                                ty, &q, &keys, &values, stride, 0.125, &mut sc, &mut st, &mut acc,
+                            )
+                            .unwrap();
+                        let what = std::format!("{path} {ty:?} dim {dim} g {g} n {n}");
+                        assert!(same_bits(&sc, &want_sc), "{what} scores");
+                        assert!(
+                            same_bits(&acc, &want_acc),
+                            "{what}: {}",
+                            first_difference(&acc, &want_acc)
+                        );
+                        for (a, b) in st.iter().zip(&want_st) {
+                            assert_eq!(
+                                (a.max.to_bits(), a.sum.to_bits()),
+                                (b.max.to_bits(), b.sum.to_bits()),
+                                "{what} state"
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+    let k = Kernels::scalar();
+    let mut st = [SoftmaxState::new(); 2];
+    assert!(
+        k.attend_group(
+            KvType::F16,
+            &[0.0; 64],
+            &[0; 64],
+            &[0; 64],
+            64,
+            1.0,
+            &mut [0.0; 3],
+            &mut st,
+            &mut [0.0; 64]
+        )
+        .is_err(),
+        "3 scores for 2 heads"
+    );
+    assert!(
+        k.attend_group(
+            KvType::F16,
+            &[0.0; 64],
+            &[0; 64],
+            &[0; 64],
+            64,
+            1.0,
+            &mut [0.0; 2],
+            &mut st,
+            &mut [0.0; 32]
+        )
+        .is_err(),
+        "acc and q differ"
     );
 }

@@ -715,7 +715,58 @@ fn expf4(x: [f32; 4]) -> [f32; 4] {
 
 /// Keys per step of [`attend_page`]: the softmax factors of this many keys
 /// are computed together.
-const KEYS: usize = 32;
+pub(crate) const KEYS: usize = 32;
+
+/// The online-softmax factors of up to [`KEYS`] keys of one head: whether
+/// key `t` raises the running maximum, its accumulator factor `ms[t]` and
+/// its value weight `vs[t]` (1 where not used).
+pub(crate) struct Factors {
+    pub(crate) raises: [bool; KEYS],
+    pub(crate) ms: [f32; KEYS],
+    pub(crate) vs: [f32; KEYS],
+}
+
+/// The factors of the scaled scores `ss` (at most [`KEYS`]), key by key as
+/// [`super::matmul::attend_keys`] computes them: the running maximum in
+/// order (scalar), every `expf` 4 at a time, then the sum in order. Updates
+/// `state`.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) fn softmax_factors(ss: &[f32], state: &mut super::SoftmaxState) -> Factors {
+    let n = ss.len().min(KEYS);
+    // The exponent of each key's factor, and whether it raises the max.
+    let mut arg = [0f32; KEYS];
+    let mut raises = [false; KEYS];
+    for t in 0..n {
+        let s = ss[t];
+        if s > state.max {
+            arg[t] = state.max - s;
+            raises[t] = true;
+            state.max = s;
+        } else {
+            arg[t] = s - state.max;
+        }
+    }
+    let mut ex = [0f32; KEYS];
+    for (e4, a4) in ex
+        .chunks_exact_mut(4)
+        .zip(arg.chunks_exact(4))
+        .take(n.div_ceil(4))
+    {
+        let a: [f32; 4] = [a4[0], a4[1], a4[2], a4[3]];
+        e4.copy_from_slice(&expf4(a));
+    }
+    let mut ms = [1f32; KEYS];
+    let mut vs = [1f32; KEYS];
+    for t in 0..n {
+        if raises[t] {
+            ms[t] = ex[t];
+        } else {
+            vs[t] = ex[t];
+        }
+        state.sum = fma1(state.sum, ms[t], vs[t]);
+    }
+    Factors { raises, ms, vs }
+}
 
 /// [`super::matmul::Isa::attend_page`] for head dimensions that are a
 /// multiple of 8 (`false`, doing nothing, otherwise): the scores, then per step of
@@ -769,38 +820,7 @@ fn attend_page(
     }
     for (step, ss) in scores.chunks(KEYS).enumerate() {
         let n = ss.len();
-        // The exponent of each key's factor, and whether it raises the max.
-        let mut arg = [0f32; KEYS];
-        let mut raises = [false; KEYS];
-        for t in 0..n {
-            let s = ss[t];
-            if s > state.max {
-                arg[t] = state.max - s;
-                raises[t] = true;
-                state.max = s;
-            } else {
-                arg[t] = s - state.max;
-            }
-        }
-        let mut ex = [0f32; KEYS];
-        for (e4, a4) in ex
-            .chunks_exact_mut(4)
-            .zip(arg.chunks_exact(4))
-            .take(n.div_ceil(4))
-        {
-            let a: [f32; 4] = [a4[0], a4[1], a4[2], a4[3]];
-            e4.copy_from_slice(&expf4(a));
-        }
-        let mut ms = [1f32; KEYS];
-        let mut vs = [1f32; KEYS];
-        for t in 0..n {
-            if raises[t] {
-                ms[t] = ex[t];
-            } else {
-                vs[t] = ex[t];
-            }
-            state.sum = fma1(state.sum, ms[t], vs[t]);
-        }
+        let Factors { raises, ms, vs } = softmax_factors(ss, state);
         // SAFETY: rows step * KEYS .. + n are inside `v` (checked above).
         let v0 = unsafe { v.as_ptr().add(step * KEYS * stride) };
         let mut d0 = 0;

@@ -166,6 +166,7 @@ pub(crate) trait Dot: Copy + Sync + 'static {
     /// # Safety
     ///
     /// The CPU must have the instruction set's features.
+    #[allow(clippy::too_many_arguments)]
     unsafe fn gemm(
         kind: IntKind,
         w: &Panels,
@@ -173,6 +174,8 @@ pub(crate) trait Dot: Copy + Sync + 'static {
         accumulate: bool,
         state: &mut [f32],
         width: usize,
+        finish: bool,
+        out: &mut [f32],
     );
 
     /// The GEMV entry point, compiled for this instruction set.
@@ -263,6 +266,10 @@ struct Tile {
     /// State of activation row 0 of the tile (see `Isa::int_panels`).
     state: *mut f32,
     width: usize,
+    /// Write finished outputs to `out` (row 0 of the tile) instead of the
+    /// state.
+    finish: bool,
+    out: *mut f32,
 }
 
 impl Tile {
@@ -287,6 +294,17 @@ impl Tile {
         // SAFETY: per the caller.
         let col = unsafe { self.w.add((va / vpp) * self.panel_stride + b * pbb) };
         (col, (va % vpp) * D::LANES * 4)
+    }
+
+    /// The output of row `r`, vector `v`.
+    ///
+    /// # Safety
+    ///
+    /// Must be inside the call's outputs (checked by `gemm`).
+    #[inline(always)]
+    unsafe fn out_at<D: Dot>(&self, r: usize, v: usize) -> *mut f32 {
+        // SAFETY: per the caller.
+        unsafe { self.out.add(r * self.width + self.n_of::<D>(v)) }
     }
 
     /// The state value `l` of row `r`, vector `v`.
@@ -400,8 +418,15 @@ unsafe fn tile_blocksum<D: Dot, const MV: usize, const RN: usize>(t: &Tile) {
     }
     for (v, acc_v) in acc.iter().enumerate() {
         for (r, acc_vr) in acc_v.iter().enumerate() {
-            // SAFETY: a tile state (caller).
-            unsafe { D::store_f(t.state_at::<D>(r, 0, 1, v), *acc_vr) };
+            // SAFETY: a tile output or state (caller).
+            unsafe {
+                let to = if t.finish {
+                    t.out_at::<D>(r, v)
+                } else {
+                    t.state_at::<D>(r, 0, 1, v)
+                };
+                D::store_f(to, *acc_vr)
+            };
         }
     }
 }
@@ -520,8 +545,23 @@ unsafe fn tile_lanes<D: Dot, const K: u8, const MV: usize, const RN: usize>(t: &
     }
     for v in 0..MV {
         for r in 0..RN {
-            // SAFETY: tile states (caller).
+            // SAFETY: tile outputs or states (caller).
             unsafe {
+                if t.finish {
+                    // hsum_float_8 of each lane's 8 accumulators, vertically.
+                    let l = |i: usize| acc[i][v][r];
+                    let h = D::add_f(
+                        D::add_f(D::add_f(l(0), l(4)), D::add_f(l(2), l(6))),
+                        D::add_f(D::add_f(l(1), l(5)), D::add_f(l(3), l(7))),
+                    );
+                    let h = if K == K_Q4_1 {
+                        D::add_f(h, summs[v][r])
+                    } else {
+                        h
+                    };
+                    D::store_f(t.out_at::<D>(r, v), h);
+                    continue;
+                }
                 for (l, acc_l) in acc.iter().enumerate() {
                     D::store_f(t.state_at::<D>(r, l, s_len, v), acc_l[v][r]);
                 }
@@ -546,6 +586,8 @@ unsafe fn gemm_k<D: Dot, const K: u8>(
     accumulate: bool,
     state: &mut [f32],
     width: usize,
+    finish: bool,
+    out: &mut [f32],
 ) {
     let kind = int_kind(K);
     let (mv_max, rn_max) = D::tile(kind.arith(), a.rows);
@@ -572,6 +614,8 @@ unsafe fn gemm_k<D: Dot, const K: u8>(
                     accumulate,
                     state: state.as_mut_ptr().add(r * s_len * width),
                     width,
+                    finish,
+                    out: out.as_mut_ptr().add(if finish { r * width } else { 0 }),
                 };
                 macro_rules! go {
                     ($($mv:literal, $rn:literal);*) => {
@@ -601,6 +645,7 @@ unsafe fn gemm_k<D: Dot, const K: u8>(
 ///
 /// The CPU must have `D`'s features.
 #[inline(always)]
+#[allow(clippy::too_many_arguments)]
 unsafe fn gemm<D: Dot>(
     kind: IntKind,
     w: &Panels,
@@ -608,24 +653,30 @@ unsafe fn gemm<D: Dot>(
     accumulate: bool,
     state: &mut [f32],
     width: usize,
+    finish: bool,
+    out: &mut [f32],
 ) {
     let s_len = kind.state_len();
-    let state_ok = a.rows == 0
+    let fits = |len: usize, per_row: usize| {
+        a.rows
+            .checked_mul(per_row)
+            .and_then(|v| v.checked_mul(width))
+            .is_some_and(|end| end <= len)
+    };
+    let shapes_ok = a.rows == 0
         || w.np == 0
         || (width >= w.np * PANEL_ROWS
-            && a.rows
-                .checked_mul(s_len)
-                .and_then(|v| v.checked_mul(width))
-                .is_some_and(|end| end <= state.len()));
-    if !w.fits(kind) || !a.fits(w.nb) || !state_ok {
+            && fits(state.len(), s_len)
+            && (!finish || fits(out.len(), 1)));
+    if !w.fits(kind) || !a.fits(w.nb) || !shapes_ok {
         return;
     }
     // SAFETY: shapes checked above; the CPU per the caller.
     unsafe {
         match kind {
-            IntKind::Q8_0 => gemm_k::<D, K_Q8_0>(w, a, accumulate, state, width),
-            IntKind::Q4_0 => gemm_k::<D, K_Q4_0>(w, a, accumulate, state, width),
-            IntKind::Q4_1 => gemm_k::<D, K_Q4_1>(w, a, accumulate, state, width),
+            IntKind::Q8_0 => gemm_k::<D, K_Q8_0>(w, a, accumulate, state, width, finish, out),
+            IntKind::Q4_0 => gemm_k::<D, K_Q4_0>(w, a, accumulate, state, width, finish, out),
+            IntKind::Q4_1 => gemm_k::<D, K_Q4_1>(w, a, accumulate, state, width, finish, out),
         }
     }
 }
@@ -1213,9 +1264,11 @@ impl Dot for Avx2Dot {
         accumulate: bool,
         state: &mut [f32],
         width: usize,
+        finish: bool,
+        out: &mut [f32],
     ) {
         // SAFETY: the caller vouches for the CPU.
-        unsafe { gemm_avx2(kind, w, a, accumulate, state, width) }
+        unsafe { gemm_avx2(kind, w, a, accumulate, state, width, finish, out) }
     }
 
     unsafe fn gemv(
@@ -1272,9 +1325,11 @@ impl Dot for AvxVnniDot {
         accumulate: bool,
         state: &mut [f32],
         width: usize,
+        finish: bool,
+        out: &mut [f32],
     ) {
         // SAFETY: the caller vouches for the CPU.
-        unsafe { gemm_avxvnni(kind, w, a, accumulate, state, width) }
+        unsafe { gemm_avxvnni(kind, w, a, accumulate, state, width, finish, out) }
     }
 
     unsafe fn gemv(
@@ -1460,9 +1515,11 @@ impl Dot for Avx512Dot {
         accumulate: bool,
         state: &mut [f32],
         width: usize,
+        finish: bool,
+        out: &mut [f32],
     ) {
         // SAFETY: the caller vouches for the CPU.
-        unsafe { gemm_avx512(kind, w, a, accumulate, state, width) }
+        unsafe { gemm_avx512(kind, w, a, accumulate, state, width, finish, out) }
     }
 
     unsafe fn gemv(
@@ -1503,6 +1560,7 @@ macro_rules! entry_points {
         ///
         /// The CPU must have the features named in `target_feature`.
         #[target_feature(enable = $features)]
+        #[allow(clippy::too_many_arguments)]
         unsafe fn $gemm(
             kind: IntKind,
             w: &Panels,
@@ -1510,9 +1568,11 @@ macro_rules! entry_points {
             accumulate: bool,
             state: &mut [f32],
             width: usize,
+            finish: bool,
+            out: &mut [f32],
         ) {
             // SAFETY: this function's features are the caller's promise.
-            unsafe { gemm::<$dot>(kind, w, a, accumulate, state, width) }
+            unsafe { gemm::<$dot>(kind, w, a, accumulate, state, width, finish, out) }
         }
 
         /// [`gemv`] compiled for this instruction set.
@@ -1553,6 +1613,7 @@ entry_points!(
 );
 
 impl<D: Dot> Isa for X86<D> {
+    #[allow(clippy::too_many_arguments)]
     fn int_panels(
         &self,
         kind: IntKind,
@@ -1561,9 +1622,11 @@ impl<D: Dot> Isa for X86<D> {
         accumulate: bool,
         state: &mut [f32],
         width: usize,
+        finish: bool,
+        out: &mut [f32],
     ) {
         // SAFETY: `X86<D>` exists only on a CPU with D's features.
-        unsafe { D::gemm(kind, w, a, accumulate, state, width) }
+        unsafe { D::gemm(kind, w, a, accumulate, state, width, finish, out) }
     }
 
     fn int_rows(
@@ -1610,6 +1673,29 @@ impl<D: Dot> Isa for X86<D> {
 
     fn kv_scale(&self, ty: KvType, acc: &mut [f32], m: f32) {
         self.avx2.kv_scale(ty, acc, m)
+    }
+
+    fn attend_group(
+        &self,
+        ty: KvType,
+        q: &[f32],
+        k: &[u8],
+        v: &[u8],
+        stride: usize,
+        scale: f32,
+        scores: &mut [f32],
+        states: &mut [super::SoftmaxState],
+        acc: &mut [f32],
+    ) {
+        // SAFETY: a 16-lane `D` exists only on a CPU with AVX-512 F/BW/VL
+        // (and AVX2, FMA, F16C).
+        let done = D::LANES == 16
+            && unsafe {
+                super::x86_avx512::attend_group(ty, q, k, v, stride, scale, scores, states, acc)
+            };
+        if !done {
+            super::matmul::attend_group_heads(self, ty, q, k, v, stride, scale, scores, states, acc)
+        }
     }
 
     fn attend_page(

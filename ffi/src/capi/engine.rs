@@ -69,7 +69,11 @@ unsafe extern "C" fn trampoline(ctx: *mut c_void, index: usize) {
     let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| task(index)));
 }
 
-impl Parallel for CallbackParallel {
+// SAFETY: the header makes the caller's `alm_parallel_for_fn` promise
+// exactly this: call `task(task_ctx, i)` once for every `i`, and return only
+// when all calls returned. A C function that breaks it is undefined
+// behaviour in the same way as passing a wrong pointer.
+unsafe impl Parallel for CallbackParallel {
     fn threads(&self) -> usize {
         self.threads
     }
