@@ -13,8 +13,8 @@ use crate::kernels::{
 use crate::kv::KvCache;
 use crate::mem::arch::ArchSpec;
 use crate::mem::carve::check_carved;
-use crate::mem::plan::{attn_slot_per_head, EngineLayout, MemoryPlan, PlanParams};
-use crate::mem::scratch::Scratch;
+use crate::mem::plan::{EngineLayout, MemoryPlan, PlanParams};
+use crate::mem::scratch::{attn_slot_per_head, split_attn_slot, Scratch};
 use crate::mem::{Arena, Logged};
 use crate::model::ops::{add_assign, add_bias, rmsnorm, Rope};
 use crate::model::{build_index, Hparams, LayerIndex, Model, TensorLoc};
@@ -694,15 +694,9 @@ fn attend_one(
     group: usize,
     scale: f32,
 ) -> Result<()> {
-    // The slot: scores (`page_tokens` per head), then the accumulators
-    // (`head_dim` per head); its size is `group * (page_tokens + head_dim
-    // + 2)`, the rest unused (the states live here, on the stack).
-    let (scores, rest) = slot.split_at_mut(group * page_tokens);
-    let acc = rest
-        .get_mut(..group * head_dim)
-        .ok_or(Error::InvalidArgument {
-            what: "attention slot too small",
-        })?;
+    // The slot: scores of a page, then the heads' running outputs (the
+    // softmax states live on the stack).
+    let (scores, acc) = split_attn_slot(slot, group, page_tokens, head_dim)?;
     acc.fill(0.0);
     let n_pages = n_keys.div_ceil(page_tokens);
     let mut h0 = 0;

@@ -134,10 +134,31 @@ pub struct ScratchShape {
     pub vocab: usize,
 }
 
-/// f32 values of attention state per query head: scores of one page, the
-/// running output, and the running max and sum. Laid out in that order.
-pub fn attn_slot_per_head(page_tokens: u32, head_dim: u32) -> usize {
-    page_tokens as usize + head_dim as usize + 2
+/// f32 values of attention state per query head: the scores of one page
+/// and the running output (the running max and sum live on the attending
+/// task's stack). [`split_attn_slot`] lays them out.
+pub fn attn_slot_per_head(page_tokens: u32, value_dim: u32) -> usize {
+    page_tokens as usize + value_dim as usize
+}
+
+/// Splits one task's attention slot for `heads` query heads into the
+/// scores of one page (`page_tokens` per head, all heads' first) and the
+/// running outputs (`value_dim` per head): the layout
+/// [`attn_slot_per_head`] counts. A slot too small is an error.
+pub fn split_attn_slot(
+    slot: &mut [f32],
+    heads: usize,
+    page_tokens: usize,
+    value_dim: usize,
+) -> Result<(&mut [f32], &mut [f32])> {
+    let bad = Error::InvalidArgument {
+        what: "attention slot smaller than the plan's",
+    };
+    let n_scores = heads.checked_mul(page_tokens).ok_or(bad)?;
+    let n_acc = heads.checked_mul(value_dim).ok_or(bad)?;
+    let (scores, rest) = slot.split_at_mut_checked(n_scores).ok_or(bad)?;
+    let acc = rest.get_mut(..n_acc).ok_or(bad)?;
+    Ok((scores, acc))
 }
 
 /// Scratch buffers, in bytes (each rounded to 64), in carve order.
@@ -152,8 +173,8 @@ pub struct ScratchPlan {
     pub work: usize,
     /// Quantized activations for the widest matmul input, in the kernels' format.
     pub act: usize,
-    /// Per-task attention state: `threads x gqa_group x (page_tokens + head_dim + 2)` f32
-    /// (scores of a page, the running output, running max and sum, per query head).
+    /// Per-task attention state: `threads x gqa_group x (page_tokens + head_dim)` f32
+    /// (scores of a page and the running output, per query head).
     pub attn: usize,
     /// RoPE cosines and sines of each row's position: `max_batch x rope_dim` f32.
     pub rope: usize,
@@ -338,6 +359,26 @@ mod tests {
     }
 
     #[test]
+    fn an_attention_slot_splits_into_scores_then_outputs() {
+        // 3 heads, pages of 4, values of 5: 3 x (4 + 5) = 27 values.
+        assert_eq!(attn_slot_per_head(4, 5), 9);
+        let mut slot = [0f32; 28];
+        let (scores, acc) = split_attn_slot(&mut slot, 3, 4, 5).unwrap();
+        assert_eq!((scores.len(), acc.len()), (12, 15));
+        scores[11] = 1.0;
+        acc[0] = 2.0;
+        acc[14] = 3.0;
+        // Scores first, the outputs right after, the spare value untouched.
+        assert_eq!(
+            (slot[11], slot[12], slot[26], slot[27]),
+            (1.0, 2.0, 3.0, 0.0)
+        );
+        // One value short, or sizes that overflow, are refused.
+        assert!(split_attn_slot(&mut slot[..26], 3, 4, 5).is_err());
+        assert!(split_attn_slot(&mut slot, usize::MAX, 4, 5).is_err());
+    }
+
+    #[test]
     fn scratch_elements_follow_the_shape() {
         // dim 64, attention parts 64 + 32 + 32 + 64 = 192 a row, ffn 2 x 96 =
         // 192 a row, 2 query heads per KV head of 16, rope 16, vocab 300.
@@ -357,7 +398,7 @@ mod tests {
             page_tokens: 16,
         };
         let e = shape.elems(&p, 100).unwrap();
-        // x: 8 x 64 = 512; work 8 x 192 = 1,536; attn 2 x 2 x (16 + 16 + 2) = 136;
+        // x: 8 x 64 = 512; work 8 x 192 = 1,536; attn 2 x 2 x (16 + 16) = 128;
         // rope 8 x 16 = 128; logits 2 x 300 = 600; candidates 300.
         assert_eq!(
             (
@@ -370,10 +411,10 @@ mod tests {
                 e.logits,
                 e.candidates
             ),
-            (512, 512, 1536, 100, 136, 128, 600, 300)
+            (512, 512, 1536, 100, 128, 128, 600, 300)
         );
         let s = scratch_plan(&e).unwrap();
-        // Bytes: 2,048, 2,048, 6,144, 100 -> 128, 544 -> 576, 512, 2,400 -> 2,432, 2,400 -> 2,432.
+        // Bytes: 2,048, 2,048, 6,144, 100 -> 128, 512, 512, 2,400 -> 2,432, 2,400 -> 2,432.
         assert_eq!(
             (
                 s.x,
@@ -385,7 +426,7 @@ mod tests {
                 s.logits,
                 s.candidates
             ),
-            (2048, 2048, 6144, 128, 576, 512, 2432, 2432)
+            (2048, 2048, 6144, 128, 512, 512, 2432, 2432)
         );
     }
 
