@@ -375,8 +375,10 @@ impl<'a> Engine<'a> {
             )?;
         }
 
+        // The named parts of `work`, as the plan sized it.
+        let shape = ArchSpec::from_hparams(&hp).scratch_shape()?;
         for (li, layer) in self.layers.iter().enumerate() {
-            let [q, kk, vv, att] = attn_work(self.s.work, &hp, b)?;
+            let [q, kk, vv, att] = shape.attn.split(self.s.work, b)?;
             let xb = &mut self.s.xb[..n * dim];
 
             // Attention block.
@@ -471,7 +473,7 @@ impl<'a> Engine<'a> {
                     &mut xb[r * dim..(r + 1) * dim],
                 )?;
             }
-            let [gate, up] = ffn_work(self.s.work, &hp, b)?;
+            let [gate, up] = shape.ffn.split(self.s.work, b)?;
             let (gate, up) = (&mut gate[..n * ffn], &mut up[..n * ffn]);
             let mut quantized = None;
             let w_gate = matrix(bytes, &layer.w_gate)?;
@@ -523,23 +525,6 @@ impl<'a> Engine<'a> {
         )?;
         k.matmul(par, &out, &act, logits)
     }
-}
-
-/// The attention parts of the `work` buffer for `rows` rows: `q`, `k`, `v`,
-/// `att`, as [`ArchSpec::scratch_shape`] defines (and the plan sized) them.
-fn attn_work<'w>(work: &'w mut [f32], hp: &Hparams, rows: usize) -> Result<[&'w mut [f32]; 4]> {
-    ArchSpec::from_hparams(hp)
-        .scratch_shape()?
-        .attn
-        .split(work, rows)
-}
-
-/// The feed-forward parts of the `work` buffer for `rows` rows: `gate`, `up`.
-fn ffn_work<'w>(work: &'w mut [f32], hp: &Hparams, rows: usize) -> Result<[&'w mut [f32]; 2]> {
-    ArchSpec::from_hparams(hp)
-        .scratch_shape()?
-        .ffn
-        .split(work, rows)
 }
 
 /// Quantizes `x` (`rows x cols`) into `buf` in the format `w` needs, unless
