@@ -10,13 +10,16 @@ use crate::error::{Error, Result, TokenizerError};
 use crate::kernels::{
     act_format, Act, ActFormat, CpuFeatures, KernelPath, Kernels, Matrix, SoftmaxState,
 };
-use crate::kv::{KvCache, KvGeometry};
-use crate::mem::plan::{self, attn_slot_per_head, MemoryPlan, PlanParams};
-use crate::mem::Arena;
+use crate::kv::KvCache;
+use crate::mem::arch::ArchSpec;
+use crate::mem::carve::check_carved;
+use crate::mem::plan::{EngineLayout, MemoryPlan, PlanParams};
+use crate::mem::scratch::{attn_slot_per_head, split_attn_slot, Scratch};
+use crate::mem::{Arena, Logged};
 use crate::model::ops::{add_assign, add_bias, rmsnorm, Rope};
 use crate::model::{build_index, Hparams, LayerIndex, Model, TensorLoc};
 use crate::parallel::{Parallel, SharedMut};
-use crate::sample::{Candidate, Sampler};
+use crate::sample::Sampler;
 use crate::tokenizer::Tokenizer;
 
 /// Everything that configures an engine.
@@ -35,18 +38,6 @@ pub enum Outputs {
     Last,
     /// Every token's row (scoring); at most `max_outputs` rows.
     All,
-}
-
-/// Scratch buffers, carved per [`crate::mem::plan::ScratchPlan`].
-struct Scratch<'a> {
-    x: &'a mut [f32],
-    xb: &'a mut [f32],
-    work: &'a mut [f32],
-    act: &'a mut [u8],
-    attn: &'a mut [f32],
-    rope: &'a mut [f32],
-    logits: &'a mut [f32],
-    candidates: &'a mut [Candidate],
 }
 
 /// A model running inside a caller's arena.
@@ -108,17 +99,20 @@ impl<'a> Engine<'a> {
         let kernels = Kernels::new(features, params.kernel)?;
         let buffer_len = arena.len();
         let mut arena = Arena::new(arena);
+        let layout = EngineLayout::new(&model, &params.plan)?;
         let plan = if params.plan.ctx_tokens > 0 {
-            plan::plan(&model, &params.plan)?
+            layout.plan_fixed()?
         } else {
-            plan::plan_for_budget(&model, &params.plan, arena.capacity()).map_err(|e| match e {
-                Error::Budget { what, needed, .. } => Error::Budget {
-                    what,
-                    needed: needed + arena.skipped(),
-                    available: buffer_len,
-                },
-                e => e,
-            })?
+            layout
+                .plan_for_budget(arena.capacity())
+                .map_err(|e| match e {
+                    Error::Budget { what, needed, .. } => Error::Budget {
+                        what,
+                        needed: needed + arena.skipped(),
+                        available: buffer_len,
+                    },
+                    e => e,
+                })?
         };
         if plan.total_bytes > arena.capacity() {
             return Err(Error::Budget {
@@ -127,50 +121,36 @@ impl<'a> Engine<'a> {
                 available: buffer_len,
             });
         }
-        let hp = model.hparams;
 
-        // Carve in plan order: index, tokenizer, KV pool, page table, scratch, engine.
-        let layers = arena.take_slice::<LayerIndex>(hp.n_layers as usize, "model index")?;
+        // Carve the planned items (the same walk, over the arena), and
+        // refuse to start if anything was carved differently.
+        let mut logged = Logged::new(&mut arena);
+        let parts = layout.carve(&mut logged, plan.kv_pages)?;
+        check_carved(
+            &plan.items,
+            logged.items(),
+            "internal: arena carving differs from the plan",
+        )?;
+        let carved = *logged.items();
+
+        // Fill what was carved.
+        let hp = model.hparams;
+        let layers = parts.layers;
         build_index(&model.gguf, &hp, |i, l| {
             if let Some(slot) = layers.get_mut(i as usize) {
                 *slot = l;
             }
         })?;
-        let tokenizer = if plan::has_tokenizer(&model)? {
-            Some(Tokenizer::new(
+        let tokenizer = match parts.tokenizer {
+            Some(tables) => Some(Tokenizer::from_slices(
                 &model.gguf,
-                &mut arena,
                 &params.plan.tokenizer,
-            )?)
-        } else {
-            None
+                tables,
+            )?),
+            None => None,
         };
-        let geometry = KvGeometry::new(
-            hp.n_layers as usize,
-            hp.n_kv_heads as usize,
-            hp.head_dim as usize,
-            params.plan.kv_type,
-            params.plan.page_tokens as usize,
-        )?;
-        let kv = KvCache::new(
-            &mut arena,
-            geometry,
-            plan.kv_pages,
-            plan.ctx_tokens as usize,
-        )?;
-        let e = plan.scratch_elems;
-        let s = Scratch {
-            x: arena.take_slice(e.x, "scratch x")?,
-            xb: arena.take_slice(e.xb, "scratch xb")?,
-            work: arena.take_slice(e.work, "scratch work")?,
-            act: arena.take_slice(e.act_bytes, "scratch activations")?,
-            attn: arena.take_slice(e.attn, "scratch attention")?,
-            rope: arena.take_slice(e.rope, "scratch rope")?,
-            logits: arena.take_slice(e.logits, "scratch logits")?,
-            candidates: arena.take_slice(e.candidates, "scratch candidates")?,
-        };
-        let engine_bytes = Arena::bytes_for::<Engine<'static>>(1).unwrap_or(0);
-        let arena_used = arena.used() + engine_bytes;
+        let kv = KvCache::from_parts(parts.kv, layout.kv, plan.ctx_tokens as usize);
+        let arena_used = arena.used();
         if arena_used != plan.total_bytes {
             // The planner and init disagree: a bug, refused rather than hidden.
             return Err(Error::InvalidArgument {
@@ -184,14 +164,17 @@ impl<'a> Engine<'a> {
             kernels,
             rope,
             kv,
-            s,
-            plan,
+            s: parts.scratch,
+            plan: MemoryPlan {
+                items: carved,
+                ..plan
+            },
             params: params.plan,
             n_logit_rows: 0,
             arena_used,
             arena_skipped: arena.skipped(),
         };
-        arena.take_init(engine, "engine state")
+        Ok(parts.state.write(engine))
     }
 
     /// The model's hyperparameters.
@@ -223,7 +206,8 @@ impl<'a> Engine<'a> {
             }))
     }
 
-    /// The plan the arena was carved by.
+    /// The plan the arena was carved by; its `items` list what init
+    /// actually carved (checked equal to the plan, item by item).
     pub fn plan(&self) -> &MemoryPlan {
         &self.plan
     }
@@ -391,11 +375,10 @@ impl<'a> Engine<'a> {
             )?;
         }
 
+        // The named parts of `work`, as the plan sized it.
+        let shape = ArchSpec::from_hparams(&hp).scratch_shape()?;
         for (li, layer) in self.layers.iter().enumerate() {
-            let (q, rest) = self.s.work.split_at_mut(b * q_dim);
-            let (kk, rest) = rest.split_at_mut(b * kv_dim);
-            let (vv, rest) = rest.split_at_mut(b * kv_dim);
-            let (att, _) = rest.split_at_mut(b * q_dim);
+            let [q, kk, vv, att] = shape.attn.split(self.s.work, b)?;
             let xb = &mut self.s.xb[..n * dim];
 
             // Attention block.
@@ -490,8 +473,7 @@ impl<'a> Engine<'a> {
                     &mut xb[r * dim..(r + 1) * dim],
                 )?;
             }
-            let (gate, rest) = self.s.work.split_at_mut(b * ffn);
-            let (up, _) = rest.split_at_mut(b * ffn);
+            let [gate, up] = shape.ffn.split(self.s.work, b)?;
             let (gate, up) = (&mut gate[..n * ffn], &mut up[..n * ffn]);
             let mut quantized = None;
             let w_gate = matrix(bytes, &layer.w_gate)?;
@@ -697,15 +679,9 @@ fn attend_one(
     group: usize,
     scale: f32,
 ) -> Result<()> {
-    // The slot: scores (`page_tokens` per head), then the accumulators
-    // (`head_dim` per head); its size is `group * (page_tokens + head_dim
-    // + 2)`, the rest unused (the states live here, on the stack).
-    let (scores, rest) = slot.split_at_mut(group * page_tokens);
-    let acc = rest
-        .get_mut(..group * head_dim)
-        .ok_or(Error::InvalidArgument {
-            what: "attention slot too small",
-        })?;
+    // The slot: scores of a page, then the heads' running outputs (the
+    // softmax states live on the stack).
+    let (scores, acc) = split_attn_slot(slot, group, page_tokens, head_dim)?;
     acc.fill(0.0);
     let n_pages = n_keys.div_ceil(page_tokens);
     let mut h0 = 0;

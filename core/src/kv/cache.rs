@@ -2,7 +2,7 @@
 
 use super::KvGeometry;
 use crate::error::{Error, Result};
-use crate::mem::{Arena, BlockId, Slab};
+use crate::mem::{Arena, BlockId, Carved, Carver, ItemGroup, Slab, SlabParts, Yield};
 
 /// The KV cache of one sequence.
 ///
@@ -19,7 +19,59 @@ pub struct KvCache<'a> {
     max_tokens: usize,
 }
 
+/// What [`KvCache::carve`] yields: the page pool and the page table.
+pub struct KvParts<'a, Y: Yield<'a>> {
+    /// The pool: pages and their links.
+    pub pool: SlabParts<'a, Y>,
+    /// One block handle per page.
+    pub table: Y::Slice<BlockId>,
+}
+
+/// Arena item names of the cache (also the `what` of a budget error).
+pub const KV_PAGES: &str = "kv page pool";
+/// The free-list links of the pool.
+pub const KV_LINKS: &str = "kv page pool links";
+/// The page table.
+pub const KV_TABLE: &str = "kv page table";
+
 impl<'a> KvCache<'a> {
+    /// The cache's arena items for `pages` pages of `geom`: the page pool
+    /// ([`Slab::carve`]) and the page table, one [`BlockId`] per page.
+    pub fn carve<C: Carver<'a>>(
+        c: &mut C,
+        geom: &KvGeometry,
+        pages: u32,
+    ) -> Result<KvParts<'a, C::Out>> {
+        let page_bytes = geom
+            .page_bytes()
+            .ok_or(Error::Overflow { what: KV_PAGES })?;
+        Ok(KvParts {
+            pool: Slab::carve(
+                c,
+                ItemGroup::KvPool,
+                (KV_PAGES, KV_LINKS),
+                page_bytes,
+                pages,
+            )?,
+            table: c.slice::<BlockId>(ItemGroup::KvPageTable, KV_TABLE, pages as usize)?,
+        })
+    }
+
+    /// The cache over carved parts. The sequence may hold up to
+    /// `max_tokens` tokens (at most the pages' room).
+    pub fn from_parts(parts: KvParts<'a, Carved>, geom: KvGeometry, max_tokens: usize) -> Self {
+        let slab = Slab::from_parts(parts.pool);
+        let room = (slab.blocks() as usize).saturating_mul(geom.page_tokens);
+        KvCache {
+            geom,
+            slab,
+            table: parts.table,
+            n_pages: 0,
+            n_tokens: 0,
+            max_tokens: max_tokens.min(room),
+        }
+    }
+
     /// Carves a pool of `pages` pages and a page table from `arena`. The
     /// sequence may hold up to `max_tokens` tokens (at most the pages' room).
     pub fn new(
@@ -28,20 +80,8 @@ impl<'a> KvCache<'a> {
         pages: u32,
         max_tokens: usize,
     ) -> Result<KvCache<'a>> {
-        let page_bytes = geom
-            .page_bytes()
-            .ok_or(Error::Overflow { what: "KV page" })?;
-        let slab = Slab::new(arena, page_bytes, pages, "KV page pool")?;
-        let table = arena.take_slice::<BlockId>(pages as usize, "KV page table")?;
-        let room = (pages as usize).saturating_mul(geom.page_tokens);
-        Ok(KvCache {
-            geom,
-            slab,
-            table,
-            n_pages: 0,
-            n_tokens: 0,
-            max_tokens: max_tokens.min(room),
-        })
+        let parts = KvCache::carve(arena, &geom, pages)?;
+        Ok(KvCache::from_parts(parts, geom, max_tokens))
     }
 
     /// Geometry.
