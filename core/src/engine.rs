@@ -563,8 +563,9 @@ fn quantize_for<'b>(
 
 /// Causal attention of `n` query rows (positions `pos0..pos0+n`) against
 /// the cache, streaming page by page with an online softmax. Work items are
-/// (row, KV head) pairs dealt round-robin to tasks; each task has its own
-/// slot of `attn_scratch` and writes only its items' output heads.
+/// (block of [`ATTN_ROWS`] rows, KV head) pairs dealt round-robin to tasks;
+/// each task has its own slot of `attn_scratch` and writes only its items'
+/// output heads.
 #[allow(clippy::too_many_arguments)]
 fn attention(
     par: &dyn Parallel,
@@ -583,9 +584,9 @@ fn attention(
     let q_dim = hp.q_dim() as usize;
     let n_kv = hp.n_kv_heads as usize;
     let group = hp.gqa_group() as usize;
-    let per_head = attn_slot_per_head(page_tokens as u32, hp.head_dim);
-    let slot_len = group * per_head;
-    let items = n * n_kv;
+    let slot_len = group * attn_slot_per_head(page_tokens as u32);
+    let blocks = n.div_ceil(ATTN_ROWS);
+    let items = blocks * n_kv;
     let tasks = par
         .threads()
         .min(items)
@@ -602,6 +603,7 @@ fn attention(
     let shared_out = SharedMut::new(out);
     let shared_slots = SharedMut::new(attn_scratch);
     let failed = core::sync::atomic::AtomicBool::new(false);
+    let heads = group * head_dim;
 
     par.run(tasks, &|task| {
         // SAFETY: task `task` is the only one that uses slot `task`.
@@ -612,34 +614,50 @@ fn attention(
         // Items round-robin: later rows attend to more keys, so contiguous
         // ranges would leave the last task the most work.
         for item in (task..items).step_by(tasks) {
-            let (r, g) = (item / n_kv, item % n_kv);
-            // SAFETY: item (r, g) owns heads g*group..(g+1)*group of row r,
-            // and items are split disjointly between tasks.
-            let Some(dst) =
-                (unsafe { shared_out.range(r * q_dim + g * group * head_dim, group * head_dim) })
-            else {
-                failed.store(true, core::sync::atomic::Ordering::Relaxed);
-                return;
+            let (block, g) = (item / n_kv, item % n_kv);
+            let r0 = block * ATTN_ROWS;
+            let rows = (n - r0).min(ATTN_ROWS);
+            let mut q_rows: [&[f32]; ATTN_ROWS] = [&[]; ATTN_ROWS];
+            let mut dsts: [&mut [f32]; ATTN_ROWS] = Default::default();
+            let mut ok = true;
+            for (i, (qr, dst)) in q_rows
+                .iter_mut()
+                .zip(dsts.iter_mut())
+                .take(rows)
+                .enumerate()
+            {
+                let at = (r0 + i) * q_dim + g * heads;
+                // SAFETY: item (block, g) owns heads g*group..(g+1)*group of
+                // the block's rows, and items are split disjointly between
+                // tasks.
+                match (q.get(at..at + heads), unsafe {
+                    shared_out.range(at, heads)
+                }) {
+                    (Some(qs), Some(d)) => (*qr, *dst) = (qs, d),
+                    _ => ok = false,
+                }
+            }
+            let block_rows = AttnRows {
+                q: &q_rows[..rows],
+                first_keys: pos0 + r0 + 1,
             };
-            let q_row =
-                &q[r * q_dim + g * group * head_dim..r * q_dim + (g + 1) * group * head_dim];
-            if attend_one(
-                k,
-                kv,
-                kv_type,
-                row_bytes,
-                layer,
-                g,
-                q_row,
-                dst,
-                slot,
-                pos0 + r + 1,
-                page_tokens,
-                head_dim,
-                group,
-                scale,
-            )
-            .is_err()
+            if !ok
+                || attend_rows(
+                    k,
+                    kv,
+                    kv_type,
+                    row_bytes,
+                    layer,
+                    g,
+                    &block_rows,
+                    &mut dsts[..rows],
+                    slot,
+                    page_tokens,
+                    head_dim,
+                    group,
+                    scale,
+                )
+                .is_err()
             {
                 failed.store(true, core::sync::atomic::Ordering::Relaxed);
             }
@@ -656,45 +674,57 @@ fn attention(
 /// Query heads attended together by one [`Kernels::attend_group`] call.
 const GROUP_CHUNK: usize = 8;
 
-/// Attention of the `group` query heads in `q_row` sharing KV head `kv_head`
-/// over the first `n_keys` cached tokens: page by page, the heads' scores
-/// of the page's keys, then the keys streamed one by one into each head's
-/// running softmax state and output ([`Kernels::attend_group`]: llama.cpp's
-/// one-row flash attention, each key and value row read once for up to
-/// [`GROUP_CHUNK`] heads).
+/// Consecutive query rows attended by one work item: each cached page is
+/// fetched once for all of them and stays in L1 while they use it.
+const ATTN_ROWS: usize = 4;
+
+/// The query rows of one attention work item: row `i` holds the `group`
+/// heads' queries and sees the first `first_keys + i` cached tokens.
+struct AttnRows<'a> {
+    q: &'a [&'a [f32]],
+    first_keys: usize,
+}
+
+/// Attention of the `group` query heads sharing KV head `kv_head` in each
+/// of `rows`, written to `dst` (one slice of `group * head_dim` per row):
+/// page by page, and within a page row by row, the heads' scores of the
+/// page's keys, then the keys streamed one by one into each head's running
+/// softmax state and output, which accumulates in place in `dst`
+/// ([`Kernels::attend_group`]: llama.cpp's one-row flash attention, each
+/// key and value row read once for up to [`GROUP_CHUNK`] heads). Every
+/// row sees the same operations in the same order as when it is alone.
 #[allow(clippy::too_many_arguments)]
-fn attend_one(
+fn attend_rows(
     k: &Kernels,
     kv: &KvCache<'_>,
     kv_type: crate::kv::KvType,
     row_bytes: usize,
     layer: usize,
     kv_head: usize,
-    q_row: &[f32],
-    dst: &mut [f32],
+    rows: &AttnRows<'_>,
+    dst: &mut [&mut [f32]],
     slot: &mut [f32],
-    n_keys: usize,
     page_tokens: usize,
     head_dim: usize,
     group: usize,
     scale: f32,
 ) -> Result<()> {
-    // The slot: scores of a page, then the heads' running outputs (the
-    // softmax states live on the stack).
-    let (scores, acc) = split_attn_slot(slot, group, page_tokens, head_dim)?;
-    acc.fill(0.0);
-    let n_pages = n_keys.div_ceil(page_tokens);
+    let scores = split_attn_slot(slot, group, page_tokens)?;
+    let n_rows = rows.q.len().min(dst.len()).min(ATTN_ROWS);
+    for d in dst.iter_mut() {
+        d.fill(0.0);
+    }
+    let bad = Error::InvalidArgument {
+        what: "attention row shorter than its heads",
+    };
+    let n_keys_max = rows.first_keys + n_rows.saturating_sub(1);
+    let n_pages = n_keys_max.div_ceil(page_tokens);
     let mut h0 = 0;
     while h0 < group {
         let gc = (group - h0).min(GROUP_CHUNK);
-        let mut states = [SoftmaxState::new(); GROUP_CHUNK];
-        let states = &mut states[..gc];
-        let (qc, ac) = (
-            &q_row[h0 * head_dim..(h0 + gc) * head_dim],
-            &mut acc[h0 * head_dim..(h0 + gc) * head_dim],
-        );
+        let heads = h0 * head_dim..(h0 + gc) * head_dim;
+        let mut states = [[SoftmaxState::new(); GROUP_CHUNK]; ATTN_ROWS];
         for page in 0..n_pages {
-            let n_t = (n_keys - page * page_tokens).min(page_tokens);
             let keys = kv.head_block(page, layer, false, kv_head)?;
             let values = kv.head_block(page, layer, true, kv_head)?;
             // Pages are slab blocks anywhere in the pool: no hardware
@@ -703,23 +733,33 @@ fn attend_one(
                 k.prefetch(kv.head_block(page + 1, layer, false, kv_head)?);
                 k.prefetch(kv.head_block(page + 1, layer, true, kv_head)?);
             }
-            k.attend_group(
-                kv_type,
-                qc,
-                keys,
-                values,
-                row_bytes,
-                scale,
-                &mut scores[..gc * n_t],
-                states,
-                ac,
-            )?;
+            for (i, (q_row, d)) in rows.q.iter().zip(dst.iter_mut()).take(n_rows).enumerate() {
+                let n_keys = rows.first_keys + i;
+                let Some(n_t) = n_keys
+                    .checked_sub(page * page_tokens)
+                    .map(|left| left.min(page_tokens))
+                    .filter(|&t| t > 0)
+                else {
+                    continue;
+                };
+                k.attend_group(
+                    kv_type,
+                    q_row.get(heads.clone()).ok_or(bad)?,
+                    keys,
+                    values,
+                    row_bytes,
+                    scale,
+                    scores.get_mut(..gc * n_t).ok_or(bad)?,
+                    &mut states[i][..gc],
+                    d.get_mut(heads.clone()).ok_or(bad)?,
+                )?;
+            }
         }
-        for (h, state) in states.iter().enumerate() {
-            state.normalize(
-                &ac[h * head_dim..(h + 1) * head_dim],
-                &mut dst[(h0 + h) * head_dim..(h0 + h + 1) * head_dim],
-            );
+        for (d, st) in dst.iter_mut().zip(&states).take(n_rows) {
+            let out = d.get_mut(heads.clone()).ok_or(bad)?;
+            for (state, acc) in st.iter().zip(out.chunks_exact_mut(head_dim)) {
+                state.normalize_in_place(acc);
+            }
         }
         h0 += gc;
     }

@@ -628,7 +628,7 @@ impl ArchSpec {
         let u = |v: u32| v as usize;
         let m2 = |a: u32, b: u32| to_usize(u64::from(a) * u64::from(b));
         let h = self.n_heads;
-        let (attn, heads_per_kv_head, value_dim, rope_dim) = match self.mla {
+        let (attn, heads_per_kv_head, rope_dim) = match self.mla {
             None => {
                 let q = m2(h, self.head_dim)?;
                 let kv = m2(self.n_kv_heads, self.head_dim)?;
@@ -640,7 +640,6 @@ impl ArchSpec {
                 (
                     WorkPhase::new(&[("q", q), ("k", kv), ("v", kv), ("att", q)])?,
                     u(h / self.n_kv_heads.max(1)),
-                    u(self.head_dim),
                     u(rope),
                 )
             }
@@ -657,7 +656,6 @@ impl ArchSpec {
                         ("v", m2(h, m.v_head_dim)?),
                     ])?,
                     u(h),
-                    u(m.kv_lora_rank),
                     u(m.qk_rope_head_dim),
                 )
             }
@@ -681,7 +679,6 @@ impl ArchSpec {
             attn,
             ffn: WorkPhase::new(&[("gate", hidden), ("up", hidden), ("router", router)])?,
             heads_per_kv_head,
-            value_dim,
             rope_dim,
             vocab: u(self.vocab),
         })

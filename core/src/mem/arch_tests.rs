@@ -162,8 +162,8 @@ fn llama_3_1_8b_weights_kv_and_scratch() {
     assert_eq!(s.work, 1_835_008);
     // act: the widest input is down's 14,336 = 448 blocks, 16 rows.
     assert_eq!(s.act, (16 * 448 * q8_block()).div_ceil(64) * 64);
-    // attn: 2 threads x 4 heads per KV head x (16 + 128) = 1,152 f32 = 4,608.
-    assert_eq!(s.attn, 4608);
+    // attn: 2 threads x 4 heads per KV head x 16 page scores = 128 f32 = 512.
+    assert_eq!(s.attn, 512);
     // rope 16 x 128 f32 = 8,192; logits 128,256 f32 = 513,024; candidates x 8 = 1,026,048.
     assert_eq!((s.rope, s.logits, s.candidates), (8192, 513_024, 1_026_048));
     assert_eq!(
@@ -281,9 +281,9 @@ fn gemma3_local_and_global_layers() {
     // KV at 32,768: 4 x 32,768 x 1,024 + 22 x 512 x 1,024 = 134,217,728 +
     // 11,534,336 = 145,752,064.
     assert_eq!(w.model.kv_bytes, 145_752_064);
-    // Scratch: attention state per task for the 4 heads of the one KV head:
-    // 2 threads x 4 x (16 + 256) = 2,176 f32 = 8,704 bytes.
-    assert_eq!(w.shard_scratch.attn, 8704);
+    // Scratch: a page of scores per task for the 4 heads of the one KV
+    // head: 2 threads x 4 x 16 = 128 f32 = 512 bytes.
+    assert_eq!(w.shard_scratch.attn, 512);
 }
 
 #[test]
@@ -353,9 +353,9 @@ fn deepseek_v3_latent_attention_and_experts() {
     // 576 = 73,728 + kv_a 576 + att 128 x 512 = 65,536 + v 128 x 128 = 16,384
     // = 182,336 (> ffn 2 x 18,432 + 256); x 4 rows = 729,344 f32 = 2,917,376.
     assert_eq!(s.work, 2_917_376);
-    // All 128 heads attend to the one latent: 128 x (16 + 512) = 67,584
-    // f32 = 270,336. RoPE 4 x 64 f32 = 1,024.
-    assert_eq!((s.attn, s.rope), (270_336, 1024));
+    // All 128 heads attend to the one latent: 128 x 16 page scores = 2,048
+    // f32 = 8,192. RoPE 4 x 64 f32 = 1,024.
+    assert_eq!((s.attn, s.rope), (8192, 1024));
 
     // 8 shards: 16 heads each; the latent cache is replicated.
     p.shards = 8;

@@ -513,17 +513,17 @@ mod tests {
         assert_eq!(s.work, 6144);
         // f32 weights need no quantized activations.
         assert_eq!(s.act, 0);
-        // Attention: 2 threads x 2 heads per KV head x (16 + 16) = 128 f32 = 512.
-        assert_eq!(s.attn, 512);
+        // Attention: 2 threads x 2 heads per KV head x 16 page scores = 64 f32 = 256.
+        assert_eq!(s.attn, 256);
         // RoPE: 8 rows x 16 cos/sin values = 128 f32 = 512.
         assert_eq!(s.rope, 512);
         // Logits: 2 rows x 300 f32 = 2,400 -> 2,432; candidates 300 x 8 = 2,400 -> 2,432.
         assert_eq!((s.logits, s.candidates), (2432, 2432));
-        assert_eq!(s.total(), 16_128);
-        // Total: index 768 + KV 16,448 + table 64 + scratch 16,128 + tokenizer + engine.
+        assert_eq!(s.total(), 15_872);
+        // Total: index 768 + KV 16,448 + table 64 + scratch 15,872 + tokenizer + engine.
         assert_eq!(
             p.total_bytes,
-            768 + 16_448 + 64 + 16_128 + p.tokenizer_bytes + p.engine_state_bytes
+            768 + 16_448 + 64 + 15_872 + p.tokenizer_bytes + p.engine_state_bytes
         );
         assert_eq!(
             p.items.iter().map(|i| i.bytes).sum::<usize>(),

@@ -12,7 +12,7 @@
 //! | `xb` normalized input / projection output | `b x dim` f32 |
 //! | `work` | `b x max(attention phase row, feed-forward phase row)` f32 |
 //! | `act` quantized activations | the widest matmul input, in its weight type's activation format (bytes) |
-//! | `attn` per-task attention state | `threads x heads_per_kv_head x attn_slot_per_head(page_tokens, value_dim)` f32 |
+//! | `attn` per-task attention scores | `threads x heads_per_kv_head x attn_slot_per_head(page_tokens)` f32 |
 //! | `rope` cosines and sines | `b x rope_dim` f32 |
 //! | `logits` | `max_outputs x vocab` f32 |
 //! | `candidates` sampler | `vocab` ([`Candidate`]: u32 id + f32 value) |
@@ -126,39 +126,28 @@ pub struct ScratchShape {
     /// Query heads that share one cached key/value head (their attention
     /// runs in one task, each with its own state).
     pub heads_per_kv_head: usize,
-    /// Values of one head's attention output (its running accumulator).
-    pub value_dim: usize,
     /// RoPE cosines and sines per row.
     pub rope_dim: usize,
     /// Logits per output row.
     pub vocab: usize,
 }
 
-/// f32 values of attention state per query head: the scores of one page
-/// and the running output (the running max and sum live on the attending
-/// task's stack). [`split_attn_slot`] lays them out.
-pub fn attn_slot_per_head(page_tokens: u32, value_dim: u32) -> usize {
-    page_tokens as usize + value_dim as usize
+/// f32 values of attention scratch per query head: the scores of one page.
+/// (Each head's running output accumulates in its attention-output row of
+/// `work`, its running max and sum on the attending task's stack.)
+pub fn attn_slot_per_head(page_tokens: u32) -> usize {
+    page_tokens as usize
 }
 
-/// Splits one task's attention slot for `heads` query heads into the
-/// scores of one page (`page_tokens` per head, all heads' first) and the
-/// running outputs (`value_dim` per head): the layout
+/// The scores of one page for `heads` query heads (`page_tokens` per
+/// head) at the start of one task's attention slot: the layout
 /// [`attn_slot_per_head`] counts. A slot too small is an error.
-pub fn split_attn_slot(
-    slot: &mut [f32],
-    heads: usize,
-    page_tokens: usize,
-    value_dim: usize,
-) -> Result<(&mut [f32], &mut [f32])> {
+pub fn split_attn_slot(slot: &mut [f32], heads: usize, page_tokens: usize) -> Result<&mut [f32]> {
     let bad = Error::InvalidArgument {
         what: "attention slot smaller than the plan's",
     };
     let n_scores = heads.checked_mul(page_tokens).ok_or(bad)?;
-    let n_acc = heads.checked_mul(value_dim).ok_or(bad)?;
-    let (scores, rest) = slot.split_at_mut_checked(n_scores).ok_or(bad)?;
-    let acc = rest.get_mut(..n_acc).ok_or(bad)?;
-    Ok((scores, acc))
+    slot.get_mut(..n_scores).ok_or(bad)
 }
 
 /// Scratch buffers, in bytes (each rounded to 64), in carve order.
@@ -244,11 +233,9 @@ impl ScratchShape {
         let b = p.max_batch as usize;
         let x = mul(b, self.dim, SCRATCH_X)?;
         let phase_row = self.attn.row()?.max(self.ffn.row()?);
-        let value_dim =
-            u32::try_from(self.value_dim).map_err(|_| Error::Overflow { what: SCRATCH_ATTN })?;
         let per_task = mul(
             self.heads_per_kv_head,
-            attn_slot_per_head(p.page_tokens, value_dim),
+            attn_slot_per_head(p.page_tokens),
             SCRATCH_ATTN,
         )?;
         Ok(ScratchElems {
@@ -359,23 +346,17 @@ mod tests {
     }
 
     #[test]
-    fn an_attention_slot_splits_into_scores_then_outputs() {
-        // 3 heads, pages of 4, values of 5: 3 x (4 + 5) = 27 values.
-        assert_eq!(attn_slot_per_head(4, 5), 9);
-        let mut slot = [0f32; 28];
-        let (scores, acc) = split_attn_slot(&mut slot, 3, 4, 5).unwrap();
-        assert_eq!((scores.len(), acc.len()), (12, 15));
+    fn an_attention_slot_holds_one_page_of_scores_per_head() {
+        // 3 heads, pages of 4: 12 scores.
+        assert_eq!(attn_slot_per_head(4), 4);
+        let mut slot = [0f32; 13];
+        let scores = split_attn_slot(&mut slot, 3, 4).unwrap();
+        assert_eq!(scores.len(), 12);
         scores[11] = 1.0;
-        acc[0] = 2.0;
-        acc[14] = 3.0;
-        // Scores first, the outputs right after, the spare value untouched.
-        assert_eq!(
-            (slot[11], slot[12], slot[26], slot[27]),
-            (1.0, 2.0, 3.0, 0.0)
-        );
+        assert_eq!((slot[11], slot[12]), (1.0, 0.0));
         // One value short, or sizes that overflow, are refused.
-        assert!(split_attn_slot(&mut slot[..26], 3, 4, 5).is_err());
-        assert!(split_attn_slot(&mut slot, usize::MAX, 4, 5).is_err());
+        assert!(split_attn_slot(&mut slot[..11], 3, 4).is_err());
+        assert!(split_attn_slot(&mut slot, usize::MAX, 4).is_err());
     }
 
     #[test]
@@ -387,7 +368,6 @@ mod tests {
             attn: WorkPhase::new(&[("q", 64), ("k", 32), ("v", 32), ("att", 64)]).unwrap(),
             ffn: WorkPhase::new(&[("gate", 96), ("up", 96)]).unwrap(),
             heads_per_kv_head: 2,
-            value_dim: 16,
             rope_dim: 16,
             vocab: 300,
         };
@@ -398,7 +378,7 @@ mod tests {
             page_tokens: 16,
         };
         let e = shape.elems(&p, 100).unwrap();
-        // x: 8 x 64 = 512; work 8 x 192 = 1,536; attn 2 x 2 x (16 + 16) = 128;
+        // x: 8 x 64 = 512; work 8 x 192 = 1,536; attn 2 x 2 x 16 = 64;
         // rope 8 x 16 = 128; logits 2 x 300 = 600; candidates 300.
         assert_eq!(
             (
@@ -411,10 +391,10 @@ mod tests {
                 e.logits,
                 e.candidates
             ),
-            (512, 512, 1536, 100, 128, 128, 600, 300)
+            (512, 512, 1536, 100, 64, 128, 600, 300)
         );
         let s = scratch_plan(&e).unwrap();
-        // Bytes: 2,048, 2,048, 6,144, 100 -> 128, 512, 512, 2,400 -> 2,432, 2,400 -> 2,432.
+        // Bytes: 2,048, 2,048, 6,144, 100 -> 128, 256, 512, 2,400 -> 2,432, 2,400 -> 2,432.
         assert_eq!(
             (
                 s.x,
@@ -426,7 +406,7 @@ mod tests {
                 s.logits,
                 s.candidates
             ),
-            (2048, 2048, 6144, 128, 512, 512, 2432, 2432)
+            (2048, 2048, 6144, 128, 256, 512, 2432, 2432)
         );
     }
 
