@@ -655,6 +655,240 @@ typedef struct alm_chat_message {
 } alm_chat_message;
 
 /**
+ * An architecture described by its sizes. Fill it with
+ * `alm_arch_default_params(&a, sizeof a)` (every size 0, two norms per
+ * layer), then set the sizes. A zero `sliding_window`, `kv_lora_rank` or
+ * `n_experts` leaves that feature out. Boolean fields: 0 or non-zero.
+ */
+typedef struct alm_arch {
+  /**
+   * `sizeof(alm_arch)`.
+   */
+  uint32_t size;
+  /**
+   * Transformer blocks (`num_hidden_layers`).
+   */
+  uint32_t n_layers;
+  /**
+   * Residual width (`hidden_size`).
+   */
+  uint32_t dim;
+  /**
+   * Query heads (`num_attention_heads`).
+   */
+  uint32_t n_heads;
+  /**
+   * Key/value heads (`num_key_value_heads`; ignored with latent attention).
+   */
+  uint32_t n_kv_heads;
+  /**
+   * Values per head (`head_dim`; ignored with latent attention).
+   */
+  uint32_t head_dim;
+  /**
+   * Dense feed-forward width (`intermediate_size`).
+   */
+  uint32_t ffn_dim;
+  /**
+   * Vocabulary (`vocab_size`).
+   */
+  uint32_t vocab;
+  /**
+   * Non-zero: the output head is the embedding table (`tie_word_embeddings`).
+   */
+  uint32_t tied_embeddings;
+  /**
+   * Non-zero: q, k and v have biases (Qwen2).
+   */
+  uint32_t qkv_bias;
+  /**
+   * Norms of `dim` per block (2 for Llama, 4 for Gemma 3).
+   */
+  uint32_t norms_per_layer;
+  /**
+   * Non-zero: q and k have norms of `head_dim` (Gemma 3, Qwen3).
+   */
+  uint32_t qk_norm;
+  /**
+   * Dimensions of a head RoPE rotates (0: all).
+   */
+  uint32_t rope_dim;
+  /**
+   * Tokens a sliding-window layer sees (0: no sliding window).
+   */
+  uint32_t sliding_window;
+  /**
+   * Layers that slide (the others see every token).
+   */
+  uint32_t n_sliding_layers;
+  /**
+   * Latent attention (DeepSeek): rank of the KV compression (0: none).
+   */
+  uint32_t kv_lora_rank;
+  /**
+   * Latent attention: rank of the query compression (0: none).
+   */
+  uint32_t q_lora_rank;
+  /**
+   * Latent attention: per-head query/key dimensions without RoPE.
+   */
+  uint32_t qk_nope_head_dim;
+  /**
+   * Latent attention: per-head RoPE dimensions.
+   */
+  uint32_t qk_rope_head_dim;
+  /**
+   * Latent attention: per-head value dimensions.
+   */
+  uint32_t v_head_dim;
+  /**
+   * Mixture of experts: routed experts per layer (0: dense).
+   */
+  uint32_t n_experts;
+  /**
+   * Mixture of experts: routed experts per token (`num_experts_per_tok`).
+   */
+  uint32_t n_active;
+  /**
+   * Mixture of experts: hidden width of one expert (`moe_intermediate_size`).
+   */
+  uint32_t expert_ffn_dim;
+  /**
+   * Mixture of experts: shared experts per layer (`n_shared_experts`).
+   */
+  uint32_t n_shared;
+  /**
+   * Mixture of experts: leading dense layers (`first_k_dense_replace`).
+   */
+  uint32_t n_dense_layers;
+  /**
+   * Mixture of experts: non-zero if the router has a per-expert bias.
+   */
+  uint32_t router_bias;
+} alm_arch;
+
+/**
+ * What a what-if question is about. Fill it with
+ * `alm_whatif_default_params(&p, sizeof p)` first.
+ */
+typedef struct alm_whatif_params {
+  /**
+   * `sizeof(alm_whatif_params)`.
+   */
+  uint32_t size;
+  /**
+   * Type of the weight matrices as a GGUF tensor type id (ggml's
+   * numbering: 0 F32, 1 F16, 2 Q4_0, 3 Q4_1, 8 Q8_0, 12 Q4_K, 14 Q6_K,
+   * 30 BF16, ...); norms, biases and routers stay f32. Default 1 (F16).
+   */
+  uint32_t weight_type;
+  /**
+   * One of `alm_kv_type` (default F16).
+   */
+  uint32_t kv_type;
+  /**
+   * Context per sequence in tokens (default 2048; 1 to `ALM_MAX_CTX_TOKENS`).
+   */
+  uint32_t ctx_tokens;
+  /**
+   * Sequences held at once, each with its own KV cache (default 1).
+   */
+  uint32_t sequences;
+  /**
+   * Tensor-parallel shards (default 1); the `shard_*` results are one shard's.
+   */
+  uint32_t tensor_parallel;
+  /**
+   * Scratch: most tokens per micro-batch (default 64).
+   */
+  uint32_t max_batch;
+  /**
+   * Scratch: most rows of logits per evaluation (default 1).
+   */
+  uint32_t max_outputs;
+  /**
+   * Scratch: threads, each with its own attention state (default 1).
+   */
+  uint32_t threads;
+  /**
+   * Scratch: tokens per KV page (default 16).
+   */
+  uint32_t page_tokens;
+} alm_whatif_params;
+
+/**
+ * What an architecture needs (all in bytes unless noted): the whole model,
+ * and one tensor-parallel shard (the whole model with one shard).
+ */
+typedef struct alm_arch_plan {
+  /**
+   * `sizeof(alm_arch_plan)`, set by the caller.
+   */
+  uint32_t size;
+  /**
+   * The shards the `shard_*` fields are one of.
+   */
+  uint32_t tensor_parallel;
+  /**
+   * Parameters stored (count).
+   */
+  uint64_t params_total;
+  /**
+   * Parameters read per token (count): all but the embedding table, and
+   * of a mixture of experts only the router, active and shared experts.
+   */
+  uint64_t params_active;
+  /**
+   * Weights stored.
+   */
+  uint64_t weights_resident_bytes;
+  /**
+   * Weights read per token.
+   */
+  uint64_t weights_read_per_token_bytes;
+  /**
+   * KV cache one token of one sequence adds while every layer keeps it.
+   */
+  uint64_t kv_bytes_per_token;
+  /**
+   * KV cache of every sequence at the full context (windows applied).
+   */
+  uint64_t kv_bytes;
+  /**
+   * One shard: parameters stored (count).
+   */
+  uint64_t shard_params_total;
+  /**
+   * One shard: parameters read per token (count).
+   */
+  uint64_t shard_params_active;
+  /**
+   * One shard: weights stored.
+   */
+  uint64_t shard_weights_resident_bytes;
+  /**
+   * One shard: weights read per token.
+   */
+  uint64_t shard_weights_read_per_token_bytes;
+  /**
+   * One shard: KV cache per token.
+   */
+  uint64_t shard_kv_bytes_per_token;
+  /**
+   * One shard: KV cache at the full context.
+   */
+  uint64_t shard_kv_bytes;
+  /**
+   * One shard: the engine's scratch buffers.
+   */
+  uint64_t shard_scratch_bytes;
+  /**
+   * One shard: weights, KV cache and scratch.
+   */
+  uint64_t shard_total_bytes;
+} alm_arch_plan;
+
+/**
  * A caller-provided parallel-for: call `task(task_ctx, i)` exactly once for
  * every `i` in `0..n_tasks` (`n_tasks <= threads`), on any threads, and
  * return only when all calls returned. Do not call into the library on the
@@ -1083,6 +1317,47 @@ enum alm_status alm_detok_finish(struct alm_detok *state, char *out, size_t cap,
  * bytes; `n_bytes` writable; `err` NULL or `err_len` bytes.
  */
 enum alm_status alm_chat_format(struct alm_tokenizer *tokenizer, const struct alm_chat_message *messages, size_t n_messages, int32_t add_generation_prompt, const char *family, char *out, size_t cap, size_t *n_bytes, char *err, size_t err_len);
+
+/**
+ * Fills `out` (`out_size` bytes, normally `sizeof(alm_arch)`) with every
+ * size 0 and two norms per layer; set the sizes before `alm_plan_arch`.
+ * `ALM_ERR_NULL_ARGUMENT` for a NULL `out`, `ALM_ERR_INVALID_ARGUMENT` for
+ * an `out_size` that is not a field boundary.
+ *
+ * # Safety
+ *
+ * `out` must be NULL or point to `out_size` writable bytes.
+ */
+enum alm_status alm_arch_default_params(struct alm_arch *out, size_t out_size);
+
+/**
+ * Fills `out` (`out_size` bytes) with the defaults: F16 weights and KV
+ * cache, a 2048-token context, one sequence, one shard, and the engine's
+ * default scratch parameters (batch 64, 1 output row, 1 thread, pages of 16).
+ *
+ * # Safety
+ *
+ * `out` must be NULL or point to `out_size` writable bytes.
+ */
+enum alm_status alm_whatif_default_params(struct alm_whatif_params *out, size_t out_size);
+
+/**
+ * What-if sizing: the weights (stored and read per token), KV cache and
+ * the engine's scratch for the architecture `arch` with `params` (NULL =
+ * the defaults of `alm_whatif_default_params`), into `out` (whose `size`
+ * the caller sets). The numbers are `arenalm plan --config`'s.
+ * `ALM_ERR_NULL_ARGUMENT` for a NULL `arch` or `out`;
+ * `ALM_ERR_INVALID_ARGUMENT` for sizes out of range or inconsistent (the
+ * message names the `alm_arch` or `alm_whatif_params` field), a weight
+ * type whose blocks do not divide a row, or a KV type that does not fit
+ * the head size; `ALM_ERR_OVERFLOW` if a size overflows 64 bits.
+ *
+ * # Safety
+ *
+ * `arch` NULL or a valid struct; `params` NULL or a valid struct; `out`
+ * writable for `out->size` bytes; `err` NULL or `err_len` writable bytes.
+ */
+enum alm_status alm_plan_arch(const struct alm_arch *arch, const struct alm_whatif_params *params, struct alm_arch_plan *out, char *err, size_t err_len);
 
 #ifdef __cplusplus
 }  // extern "C"

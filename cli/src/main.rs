@@ -4,6 +4,7 @@
 mod bench;
 mod chat;
 mod common;
+mod config;
 mod inspect;
 mod opts;
 mod perplexity;
@@ -15,7 +16,7 @@ mod tokenize;
 use clap::{Parser, Subcommand};
 
 use common::{parse_kernel, parse_kv};
-use opts::{default_batch, ModelArg, PlanOpts};
+use opts::{default_batch, ModelArg, PlanOpts, PlanSource, WhatIfOpts};
 
 #[derive(Parser)]
 #[command(
@@ -179,12 +180,15 @@ enum Command {
         full: bool,
     },
     /// Show the arena an engine needs, item by item, and what fits a budget
-    /// (same defaults as run and chat, so the arena it prints is theirs).
+    /// (same defaults as run and chat, so the arena it prints is theirs);
+    /// or, with --config, what an architecture needs (weights, KV, scratch).
     Plan {
         #[command(flatten)]
-        model: ModelArg,
+        source: PlanSource,
         #[command(flatten)]
         plan: PlanOpts,
+        #[command(flatten)]
+        whatif: WhatIfOpts,
         /// Rows of logits per evaluation.
         #[arg(long, default_value_t = 1)]
         outputs: u32,
@@ -296,16 +300,33 @@ fn main() {
         },
         Command::Inspect { model, json, full } => inspect::run(&model.path(), json, full),
         Command::Plan {
-            model,
+            source,
             plan,
+            whatif,
             outputs,
             json,
-        } => plan::run(&plan::PlanArgs {
-            model: model.path(),
-            plan,
-            outputs,
-            json,
-        }),
+        } => match whatif
+            .check(&source)
+            .map(|()| (source.model(), source.config))
+        {
+            Err(e) => Err(e),
+            Ok((Some(model), _)) => plan::run(&plan::PlanArgs {
+                model,
+                plan,
+                outputs,
+                json,
+            }),
+            Ok((None, Some(config))) => plan::run_config(&plan::WhatIfArgs {
+                config,
+                plan,
+                outputs,
+                weights: whatif.weights(),
+                sequences: whatif.sequences(),
+                tp: whatif.tp(),
+                json,
+            }),
+            Ok((None, None)) => Err("give a model (MODEL or -m MODEL) or --config".into()),
+        },
         Command::Bench {
             model,
             prompt,

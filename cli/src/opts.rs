@@ -6,6 +6,7 @@
 //! arena that `plan` sizes is exactly the arena `run` needs with the same
 //! flags (the thread count, for one, changes the arena).
 
+use arenalm_core::gguf::GgmlType;
 use arenalm_core::kv::KvType;
 use arenalm_core::mem::plan::PlanParams;
 
@@ -103,6 +104,83 @@ impl ModelArg {
     }
 }
 
+/// What `plan` sizes: a GGUF model (`MODEL` or `-m MODEL`) or an
+/// architecture described by a Hugging Face config.json (`--config`).
+#[derive(clap::Args, Clone, Debug)]
+#[group(required = true, multiple = false)]
+pub struct PlanSource {
+    /// The GGUF model (or -m MODEL).
+    #[arg(value_name = "MODEL")]
+    model_pos: Option<String>,
+    /// The GGUF model.
+    #[arg(short = 'm', long = "model", value_name = "MODEL")]
+    model_flag: Option<String>,
+    /// A Hugging Face config.json: what-if sizing of an architecture the
+    /// engine may not run (weights, KV cache, scratch; see --weights, --tp).
+    #[arg(long, value_name = "CONFIG_JSON")]
+    pub config: Option<String>,
+}
+
+impl PlanSource {
+    /// The GGUF model's path, if one was given.
+    pub fn model(&self) -> Option<String> {
+        self.model_flag.clone().or_else(|| self.model_pos.clone())
+    }
+}
+
+/// Options of `plan --config` only (defaults applied by the accessors, so
+/// that giving one without --config can be refused: [`WhatIfOpts::check`]).
+#[derive(clap::Args, Clone, Debug)]
+pub struct WhatIfOpts {
+    /// With --config: type of the weight matrices (f16, bf16, q8_0, q4_0,
+    /// q4_k, ... any ggml type; norms, biases and routers stay f32) [default: f16].
+    #[arg(long, value_parser = parse_weight_type)]
+    weights: Option<GgmlType>,
+    /// With --config: sequences held at once, each with its own KV cache [default: 1].
+    #[arg(long)]
+    sequences: Option<u32>,
+    /// With --config: tensor-parallel shards; the report gives one shard [default: 1].
+    #[arg(long)]
+    tp: Option<u32>,
+}
+
+impl WhatIfOpts {
+    /// Refuses what-if options given without `--config` (clap's `requires`
+    /// cannot say it: `--config` conflicts with the model, which excuses it).
+    pub fn check(&self, source: &PlanSource) -> Result<(), String> {
+        let given = self.weights.is_some() || self.sequences.is_some() || self.tp.is_some();
+        if given && source.config.is_none() {
+            return Err(
+                "--weights, --sequences and --tp size a --config architecture; \
+                        a GGUF model's weights are what the file holds"
+                    .into(),
+            );
+        }
+        Ok(())
+    }
+
+    /// The weight type (default F16).
+    pub fn weights(&self) -> GgmlType {
+        self.weights.unwrap_or(GgmlType::F16)
+    }
+
+    /// Sequences (default 1).
+    pub fn sequences(&self) -> u32 {
+        self.sequences.unwrap_or(1)
+    }
+
+    /// Tensor-parallel shards (default 1).
+    pub fn tp(&self) -> u32 {
+        self.tp.unwrap_or(1)
+    }
+}
+
+/// Parses a weight type name (ggml's, case-insensitive).
+pub fn parse_weight_type(text: &str) -> Result<GgmlType, String> {
+    GgmlType::from_name(text)
+        .ok_or_else(|| format!("{text:?} is not a ggml type (f16, bf16, q8_0, q4_0, q4_k, ...)"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -124,6 +202,35 @@ mod tests {
         assert_eq!(b.model.path(), "m.gguf");
         assert!(Cmd::try_parse_from(["x"]).is_err());
         assert!(Cmd::try_parse_from(["x", "a.gguf", "-m", "b.gguf"]).is_err());
+    }
+
+    #[derive(Parser)]
+    struct PlanCmd {
+        #[command(flatten)]
+        source: PlanSource,
+        #[command(flatten)]
+        whatif: WhatIfOpts,
+    }
+
+    #[test]
+    fn plan_takes_one_model_or_one_config() {
+        let a = PlanCmd::try_parse_from(["x", "m.gguf"]).unwrap();
+        assert_eq!(
+            (a.source.model().as_deref(), a.source.config),
+            (Some("m.gguf"), None)
+        );
+        let b = PlanCmd::try_parse_from(["x", "--config", "c.json", "--weights", "Q4_K"]).unwrap();
+        assert_eq!(b.source.config.as_deref(), Some("c.json"));
+        assert_eq!(b.whatif.weights(), GgmlType::Q4_K);
+        assert_eq!((b.whatif.sequences(), b.whatif.tp()), (1, 1));
+        assert!(PlanCmd::try_parse_from(["x"]).is_err());
+        assert!(PlanCmd::try_parse_from(["x", "m.gguf", "--config", "c.json"]).is_err());
+        assert!(PlanCmd::try_parse_from(["x", "-m", "m.gguf", "--config", "c.json"]).is_err());
+        // What-if options need --config.
+        let c = PlanCmd::try_parse_from(["x", "m.gguf", "--tp", "2"]).unwrap();
+        assert!(c.whatif.check(&c.source).unwrap_err().contains("--config"));
+        assert!(b.whatif.check(&b.source).is_ok());
+        assert!(PlanCmd::try_parse_from(["x", "--config", "c", "--weights", "q9"]).is_err());
     }
 
     #[test]

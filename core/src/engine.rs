@@ -10,13 +10,16 @@ use crate::error::{Error, Result, TokenizerError};
 use crate::kernels::{
     act_format, Act, ActFormat, CpuFeatures, KernelPath, Kernels, Matrix, SoftmaxState,
 };
-use crate::kv::{KvCache, KvGeometry};
-use crate::mem::plan::{self, attn_slot_per_head, MemoryPlan, PlanParams};
-use crate::mem::Arena;
+use crate::kv::KvCache;
+use crate::mem::arch::ArchSpec;
+use crate::mem::carve::check_carved;
+use crate::mem::plan::{EngineLayout, MemoryPlan, PlanParams};
+use crate::mem::scratch::{attn_slot_per_head, split_attn_slot, Scratch};
+use crate::mem::{Arena, Logged};
 use crate::model::ops::{add_assign, add_bias, rmsnorm, Rope};
 use crate::model::{build_index, Hparams, LayerIndex, Model, TensorLoc};
 use crate::parallel::{Parallel, SharedMut};
-use crate::sample::{Candidate, Sampler};
+use crate::sample::Sampler;
 use crate::tokenizer::Tokenizer;
 
 /// Everything that configures an engine.
@@ -35,18 +38,6 @@ pub enum Outputs {
     Last,
     /// Every token's row (scoring); at most `max_outputs` rows.
     All,
-}
-
-/// Scratch buffers, carved per [`crate::mem::plan::ScratchPlan`].
-struct Scratch<'a> {
-    x: &'a mut [f32],
-    xb: &'a mut [f32],
-    work: &'a mut [f32],
-    act: &'a mut [u8],
-    attn: &'a mut [f32],
-    rope: &'a mut [f32],
-    logits: &'a mut [f32],
-    candidates: &'a mut [Candidate],
 }
 
 /// A model running inside a caller's arena.
@@ -108,17 +99,20 @@ impl<'a> Engine<'a> {
         let kernels = Kernels::new(features, params.kernel)?;
         let buffer_len = arena.len();
         let mut arena = Arena::new(arena);
+        let layout = EngineLayout::new(&model, &params.plan)?;
         let plan = if params.plan.ctx_tokens > 0 {
-            plan::plan(&model, &params.plan)?
+            layout.plan_fixed()?
         } else {
-            plan::plan_for_budget(&model, &params.plan, arena.capacity()).map_err(|e| match e {
-                Error::Budget { what, needed, .. } => Error::Budget {
-                    what,
-                    needed: needed.saturating_add(arena.skipped()),
-                    available: buffer_len,
-                },
-                e => e,
-            })?
+            layout
+                .plan_for_budget(arena.capacity())
+                .map_err(|e| match e {
+                    Error::Budget { what, needed, .. } => Error::Budget {
+                        what,
+                        needed: needed.saturating_add(arena.skipped()),
+                        available: buffer_len,
+                    },
+                    e => e,
+                })?
         };
         if plan.total_bytes > arena.capacity() {
             return Err(Error::Budget {
@@ -127,50 +121,36 @@ impl<'a> Engine<'a> {
                 available: buffer_len,
             });
         }
-        let hp = model.hparams;
 
-        // Carve in plan order: index, tokenizer, KV pool, page table, scratch, engine.
-        let layers = arena.take_slice::<LayerIndex>(hp.n_layers as usize, "model index")?;
+        // Carve the planned items (the same walk, over the arena), and
+        // refuse to start if anything was carved differently.
+        let mut logged = Logged::new(&mut arena);
+        let parts = layout.carve(&mut logged, plan.kv_pages)?;
+        check_carved(
+            &plan.items,
+            logged.items(),
+            "internal: arena carving differs from the plan",
+        )?;
+        let carved = *logged.items();
+
+        // Fill what was carved.
+        let hp = model.hparams;
+        let layers = parts.layers;
         build_index(&model.gguf, &hp, |i, l| {
             if let Some(slot) = layers.get_mut(i as usize) {
                 *slot = l;
             }
         })?;
-        let tokenizer = if plan::has_tokenizer(&model)? {
-            Some(Tokenizer::new(
+        let tokenizer = match parts.tokenizer {
+            Some(tables) => Some(Tokenizer::from_slices(
                 &model.gguf,
-                &mut arena,
                 &params.plan.tokenizer,
-            )?)
-        } else {
-            None
+                tables,
+            )?),
+            None => None,
         };
-        let geometry = KvGeometry::new(
-            hp.n_layers as usize,
-            hp.n_kv_heads as usize,
-            hp.head_dim as usize,
-            params.plan.kv_type,
-            params.plan.page_tokens as usize,
-        )?;
-        let kv = KvCache::new(
-            &mut arena,
-            geometry,
-            plan.kv_pages,
-            plan.ctx_tokens as usize,
-        )?;
-        let e = plan.scratch_elems;
-        let s = Scratch {
-            x: arena.take_slice(e.x, "scratch x")?,
-            xb: arena.take_slice(e.xb, "scratch xb")?,
-            work: arena.take_slice(e.work, "scratch work")?,
-            act: arena.take_slice(e.act_bytes, "scratch activations")?,
-            attn: arena.take_slice(e.attn, "scratch attention")?,
-            rope: arena.take_slice(e.rope, "scratch rope")?,
-            logits: arena.take_slice(e.logits, "scratch logits")?,
-            candidates: arena.take_slice(e.candidates, "scratch candidates")?,
-        };
-        let engine_bytes = Arena::bytes_for::<Engine<'static>>(1).unwrap_or(0);
-        let arena_used = arena.used() + engine_bytes;
+        let kv = KvCache::from_parts(parts.kv, layout.kv, plan.ctx_tokens as usize);
+        let arena_used = arena.used();
         if arena_used != plan.total_bytes {
             // The planner and init disagree: a bug, refused rather than hidden.
             return Err(Error::InvalidArgument {
@@ -184,14 +164,17 @@ impl<'a> Engine<'a> {
             kernels,
             rope,
             kv,
-            s,
-            plan,
+            s: parts.scratch,
+            plan: MemoryPlan {
+                items: carved,
+                ..plan
+            },
             params: params.plan,
             n_logit_rows: 0,
             arena_used,
             arena_skipped: arena.skipped(),
         };
-        arena.take_init(engine, "engine state")
+        Ok(parts.state.write(engine))
     }
 
     /// The model's hyperparameters.
@@ -223,7 +206,8 @@ impl<'a> Engine<'a> {
             }))
     }
 
-    /// The plan the arena was carved by.
+    /// The plan the arena was carved by; its `items` list what init
+    /// actually carved (checked equal to the plan, item by item).
     pub fn plan(&self) -> &MemoryPlan {
         &self.plan
     }
@@ -391,11 +375,10 @@ impl<'a> Engine<'a> {
             )?;
         }
 
+        // The named parts of `work`, as the plan sized it.
+        let shape = ArchSpec::from_hparams(&hp).scratch_shape()?;
         for (li, layer) in self.layers.iter().enumerate() {
-            let (q, rest) = self.s.work.split_at_mut(b * q_dim);
-            let (kk, rest) = rest.split_at_mut(b * kv_dim);
-            let (vv, rest) = rest.split_at_mut(b * kv_dim);
-            let (att, _) = rest.split_at_mut(b * q_dim);
+            let [q, kk, vv, att] = shape.attn.split(self.s.work, b)?;
             let xb = &mut self.s.xb[..n * dim];
 
             // Attention block.
@@ -490,8 +473,7 @@ impl<'a> Engine<'a> {
                     &mut xb[r * dim..(r + 1) * dim],
                 )?;
             }
-            let (gate, rest) = self.s.work.split_at_mut(b * ffn);
-            let (up, _) = rest.split_at_mut(b * ffn);
+            let [gate, up] = shape.ffn.split(self.s.work, b)?;
             let (gate, up) = (&mut gate[..n * ffn], &mut up[..n * ffn]);
             let mut quantized = None;
             let w_gate = matrix(bytes, &layer.w_gate)?;
@@ -581,8 +563,9 @@ fn quantize_for<'b>(
 
 /// Causal attention of `n` query rows (positions `pos0..pos0+n`) against
 /// the cache, streaming page by page with an online softmax. Work items are
-/// (row, KV head) pairs dealt round-robin to tasks; each task has its own
-/// slot of `attn_scratch` and writes only its items' output heads.
+/// (block of [`ATTN_ROWS`] rows, KV head) pairs dealt round-robin to tasks;
+/// each task has its own slot of `attn_scratch` and writes only its items'
+/// output heads.
 #[allow(clippy::too_many_arguments)]
 fn attention(
     par: &dyn Parallel,
@@ -601,9 +584,9 @@ fn attention(
     let q_dim = hp.q_dim() as usize;
     let n_kv = hp.n_kv_heads as usize;
     let group = hp.gqa_group() as usize;
-    let per_head = attn_slot_per_head(page_tokens as u32, hp.head_dim);
-    let slot_len = group * per_head;
-    let items = n * n_kv;
+    let slot_len = group * attn_slot_per_head(page_tokens as u32);
+    let blocks = n.div_ceil(ATTN_ROWS);
+    let items = blocks * n_kv;
     let tasks = par
         .threads()
         .min(items)
@@ -620,6 +603,7 @@ fn attention(
     let shared_out = SharedMut::new(out);
     let shared_slots = SharedMut::new(attn_scratch);
     let failed = core::sync::atomic::AtomicBool::new(false);
+    let heads = group * head_dim;
 
     par.run(tasks, &|task| {
         // SAFETY: task `task` is the only one that uses slot `task`.
@@ -630,34 +614,50 @@ fn attention(
         // Items round-robin: later rows attend to more keys, so contiguous
         // ranges would leave the last task the most work.
         for item in (task..items).step_by(tasks) {
-            let (r, g) = (item / n_kv, item % n_kv);
-            // SAFETY: item (r, g) owns heads g*group..(g+1)*group of row r,
-            // and items are split disjointly between tasks.
-            let Some(dst) =
-                (unsafe { shared_out.range(r * q_dim + g * group * head_dim, group * head_dim) })
-            else {
-                failed.store(true, core::sync::atomic::Ordering::Relaxed);
-                return;
+            let (block, g) = (item / n_kv, item % n_kv);
+            let r0 = block * ATTN_ROWS;
+            let rows = (n - r0).min(ATTN_ROWS);
+            let mut q_rows: [&[f32]; ATTN_ROWS] = [&[]; ATTN_ROWS];
+            let mut dsts: [&mut [f32]; ATTN_ROWS] = Default::default();
+            let mut ok = true;
+            for (i, (qr, dst)) in q_rows
+                .iter_mut()
+                .zip(dsts.iter_mut())
+                .take(rows)
+                .enumerate()
+            {
+                let at = (r0 + i) * q_dim + g * heads;
+                // SAFETY: item (block, g) owns heads g*group..(g+1)*group of
+                // the block's rows, and items are split disjointly between
+                // tasks.
+                match (q.get(at..at + heads), unsafe {
+                    shared_out.range(at, heads)
+                }) {
+                    (Some(qs), Some(d)) => (*qr, *dst) = (qs, d),
+                    _ => ok = false,
+                }
+            }
+            let block_rows = AttnRows {
+                q: &q_rows[..rows],
+                first_keys: pos0 + r0 + 1,
             };
-            let q_row =
-                &q[r * q_dim + g * group * head_dim..r * q_dim + (g + 1) * group * head_dim];
-            if attend_one(
-                k,
-                kv,
-                kv_type,
-                row_bytes,
-                layer,
-                g,
-                q_row,
-                dst,
-                slot,
-                pos0 + r + 1,
-                page_tokens,
-                head_dim,
-                group,
-                scale,
-            )
-            .is_err()
+            if !ok
+                || attend_rows(
+                    k,
+                    kv,
+                    kv_type,
+                    row_bytes,
+                    layer,
+                    g,
+                    &block_rows,
+                    &mut dsts[..rows],
+                    slot,
+                    page_tokens,
+                    head_dim,
+                    group,
+                    scale,
+                )
+                .is_err()
             {
                 failed.store(true, core::sync::atomic::Ordering::Relaxed);
             }
@@ -674,51 +674,57 @@ fn attention(
 /// Query heads attended together by one [`Kernels::attend_group`] call.
 const GROUP_CHUNK: usize = 8;
 
-/// Attention of the `group` query heads in `q_row` sharing KV head `kv_head`
-/// over the first `n_keys` cached tokens: page by page, the heads' scores
-/// of the page's keys, then the keys streamed one by one into each head's
-/// running softmax state and output ([`Kernels::attend_group`]: llama.cpp's
-/// one-row flash attention, each key and value row read once for up to
-/// [`GROUP_CHUNK`] heads).
+/// Consecutive query rows attended by one work item: each cached page is
+/// fetched once for all of them and stays in L1 while they use it.
+const ATTN_ROWS: usize = 4;
+
+/// The query rows of one attention work item: row `i` holds the `group`
+/// heads' queries and sees the first `first_keys + i` cached tokens.
+struct AttnRows<'a> {
+    q: &'a [&'a [f32]],
+    first_keys: usize,
+}
+
+/// Attention of the `group` query heads sharing KV head `kv_head` in each
+/// of `rows`, written to `dst` (one slice of `group * head_dim` per row):
+/// page by page, and within a page row by row, the heads' scores of the
+/// page's keys, then the keys streamed one by one into each head's running
+/// softmax state and output, which accumulates in place in `dst`
+/// ([`Kernels::attend_group`]: llama.cpp's one-row flash attention, each
+/// key and value row read once for up to [`GROUP_CHUNK`] heads). Every
+/// row sees the same operations in the same order as when it is alone.
 #[allow(clippy::too_many_arguments)]
-fn attend_one(
+fn attend_rows(
     k: &Kernels,
     kv: &KvCache<'_>,
     kv_type: crate::kv::KvType,
     row_bytes: usize,
     layer: usize,
     kv_head: usize,
-    q_row: &[f32],
-    dst: &mut [f32],
+    rows: &AttnRows<'_>,
+    dst: &mut [&mut [f32]],
     slot: &mut [f32],
-    n_keys: usize,
     page_tokens: usize,
     head_dim: usize,
     group: usize,
     scale: f32,
 ) -> Result<()> {
-    // The slot: scores (`page_tokens` per head), then the accumulators
-    // (`head_dim` per head); its size is `group * (page_tokens + head_dim
-    // + 2)`, the rest unused (the states live here, on the stack).
-    let (scores, rest) = slot.split_at_mut(group * page_tokens);
-    let acc = rest
-        .get_mut(..group * head_dim)
-        .ok_or(Error::InvalidArgument {
-            what: "attention slot too small",
-        })?;
-    acc.fill(0.0);
-    let n_pages = n_keys.div_ceil(page_tokens);
+    let scores = split_attn_slot(slot, group, page_tokens)?;
+    let n_rows = rows.q.len().min(dst.len()).min(ATTN_ROWS);
+    for d in dst.iter_mut() {
+        d.fill(0.0);
+    }
+    let bad = Error::InvalidArgument {
+        what: "attention row shorter than its heads",
+    };
+    let n_keys_max = rows.first_keys + n_rows.saturating_sub(1);
+    let n_pages = n_keys_max.div_ceil(page_tokens);
     let mut h0 = 0;
     while h0 < group {
         let gc = (group - h0).min(GROUP_CHUNK);
-        let mut states = [SoftmaxState::new(); GROUP_CHUNK];
-        let states = &mut states[..gc];
-        let (qc, ac) = (
-            &q_row[h0 * head_dim..(h0 + gc) * head_dim],
-            &mut acc[h0 * head_dim..(h0 + gc) * head_dim],
-        );
+        let heads = h0 * head_dim..(h0 + gc) * head_dim;
+        let mut states = [[SoftmaxState::new(); GROUP_CHUNK]; ATTN_ROWS];
         for page in 0..n_pages {
-            let n_t = (n_keys - page * page_tokens).min(page_tokens);
             let keys = kv.head_block(page, layer, false, kv_head)?;
             let values = kv.head_block(page, layer, true, kv_head)?;
             // Pages are slab blocks anywhere in the pool: no hardware
@@ -727,23 +733,33 @@ fn attend_one(
                 k.prefetch(kv.head_block(page + 1, layer, false, kv_head)?);
                 k.prefetch(kv.head_block(page + 1, layer, true, kv_head)?);
             }
-            k.attend_group(
-                kv_type,
-                qc,
-                keys,
-                values,
-                row_bytes,
-                scale,
-                &mut scores[..gc * n_t],
-                states,
-                ac,
-            )?;
+            for (i, (q_row, d)) in rows.q.iter().zip(dst.iter_mut()).take(n_rows).enumerate() {
+                let n_keys = rows.first_keys + i;
+                let Some(n_t) = n_keys
+                    .checked_sub(page * page_tokens)
+                    .map(|left| left.min(page_tokens))
+                    .filter(|&t| t > 0)
+                else {
+                    continue;
+                };
+                k.attend_group(
+                    kv_type,
+                    q_row.get(heads.clone()).ok_or(bad)?,
+                    keys,
+                    values,
+                    row_bytes,
+                    scale,
+                    scores.get_mut(..gc * n_t).ok_or(bad)?,
+                    &mut states[i][..gc],
+                    d.get_mut(heads.clone()).ok_or(bad)?,
+                )?;
+            }
         }
-        for (h, state) in states.iter().enumerate() {
-            state.normalize(
-                &ac[h * head_dim..(h + 1) * head_dim],
-                &mut dst[(h0 + h) * head_dim..(h0 + h + 1) * head_dim],
-            );
+        for (d, st) in dst.iter_mut().zip(&states).take(n_rows) {
+            let out = d.get_mut(heads.clone()).ok_or(bad)?;
+            for (state, acc) in st.iter().zip(out.chunks_exact_mut(head_dim)) {
+                state.normalize_in_place(acc);
+            }
         }
         h0 += gc;
     }

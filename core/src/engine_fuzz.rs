@@ -919,11 +919,11 @@ fn run_path(bytes: &[u8], rng: &mut Rng, reached: &mut Reached) {
     };
     let total = match planned {
         Ok(p) => {
-            assert_eq!(
-                p.items().iter().try_fold(0usize, |a, i| a.checked_add(i.1)),
-                Some(p.total_bytes),
-                "plan items do not sum to the total"
-            );
+            // The items lie back to back from 0 and end at the total.
+            let end = p.items.iter().try_fold(0usize, |at, i| {
+                (i.offset == at).then(|| at.checked_add(i.bytes)).flatten()
+            });
+            assert_eq!(end, Some(p.total_bytes), "plan items do not tile the total");
             p.total_bytes
         }
         Err(e) => {

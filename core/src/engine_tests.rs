@@ -8,8 +8,13 @@ use super::*;
 use crate::gguf::{GgmlType, Gguf};
 use crate::kernels::CpuFeatures;
 use crate::kv::KvType;
+use crate::mem::plan;
+use crate::mem::scratch::{
+    SCRATCH_ACT, SCRATCH_ATTN, SCRATCH_CANDIDATES, SCRATCH_LOGITS, SCRATCH_ROPE, SCRATCH_WORK,
+    SCRATCH_X, SCRATCH_XB,
+};
 use crate::parallel::Serial;
-use crate::testutil::{build_gguf, Rng, TinySpec};
+use crate::testutil::{build_gguf, zero_gguf, Rng, TinySpec};
 
 /// A tiny llama with random f32 weights (norm weights near 1).
 fn random_model(spec: &TinySpec, seed: u64) -> Vec<u8> {
@@ -255,6 +260,90 @@ fn plan_equals_arena_bytes_used_and_guard_bytes_stay_untouched() {
             hi.iter().all(|&b| b == 0xA5),
             "bytes after the arena written"
         );
+    }
+}
+
+#[test]
+fn init_carves_every_planned_item_where_the_plan_says() {
+    // Several parameter sets, f32 and Q8_0 weights (the latter need a
+    // quantized activation buffer), fixed contexts and a filled budget.
+    let q8 = TinySpec {
+        matrix_type: GgmlType::Q8_0,
+        tied: false,
+        ..TinySpec::default()
+    };
+    let f32_model = random_model(&TinySpec::default(), 7);
+    let q8_model = zero_gguf(&q8);
+    let mut threads = params(64, KvType::F16, 8, 2, 16);
+    threads.plan.threads = 3;
+    let cases = [
+        (&f32_model, params(64, KvType::F16, 8, 1, 16)),
+        (&f32_model, params(17, KvType::F32, 3, 3, 4)),
+        (&f32_model, params(0, KvType::F16, 8, 2, 8)),
+        (&f32_model, threads),
+        (&q8_model, params(96, KvType::F32, 16, 4, 32)),
+        (&q8_model, params(0, KvType::F16, 64, 1, 16)),
+    ];
+    for (model, p) in cases {
+        const LEN: usize = 1 << 19;
+        let mut buf = vec![0u8; LEN + 64];
+        let skew = buf.as_ptr().align_offset(64);
+        let arena = &mut buf[skew..skew + LEN];
+        let base = arena.as_ptr() as usize;
+        let m = Model::from_bytes(model).unwrap();
+        let planned = plan::plan_for_budget(&m, &p.plan, LEN).unwrap();
+        let e = Engine::new(model, arena, &p, &CpuFeatures::none()).unwrap();
+        // Item by item: names, offsets and bytes; and every summary field.
+        assert_eq!(e.plan().items, planned.items, "{p:?}");
+        assert_eq!(*e.plan(), planned, "{p:?}");
+        assert_eq!(
+            planned.items.len(),
+            13,
+            "index, 3 KV items, 8 scratch, state"
+        );
+        // The engine's slices are where the items say, and fill them.
+        let check = |name: &str, ptr: usize, bytes: usize| {
+            let item = planned.items.get(name).unwrap();
+            assert_eq!(ptr - base, item.offset, "{name}");
+            assert!(bytes <= item.bytes && item.bytes < bytes + 64, "{name}");
+        };
+        let s = &e.s;
+        check(
+            plan::MODEL_INDEX,
+            e.layers.as_ptr() as usize,
+            core::mem::size_of_val(e.layers),
+        );
+        check(SCRATCH_X, s.x.as_ptr() as usize, 4 * s.x.len());
+        check(SCRATCH_XB, s.xb.as_ptr() as usize, 4 * s.xb.len());
+        check(SCRATCH_WORK, s.work.as_ptr() as usize, 4 * s.work.len());
+        check(SCRATCH_ATTN, s.attn.as_ptr() as usize, 4 * s.attn.len());
+        check(SCRATCH_ROPE, s.rope.as_ptr() as usize, 4 * s.rope.len());
+        check(
+            SCRATCH_LOGITS,
+            s.logits.as_ptr() as usize,
+            4 * s.logits.len(),
+        );
+        check(
+            SCRATCH_CANDIDATES,
+            s.candidates.as_ptr() as usize,
+            core::mem::size_of_val(s.candidates),
+        );
+        if !s.act.is_empty() {
+            check(SCRATCH_ACT, s.act.as_ptr() as usize, s.act.len());
+        }
+        check(
+            plan::ENGINE_STATE,
+            &*e as *const Engine<'_> as usize,
+            core::mem::size_of::<Engine<'_>>(),
+        );
+        // The items tile the arena without gaps, and the engine evaluates.
+        let mut end = 0;
+        for item in planned.items.iter() {
+            assert_eq!(item.offset, end, "{}", item.name);
+            end += item.bytes;
+        }
+        assert_eq!(end, e.arena_used());
+        e.eval(&Serial, &[1, 2, 3], Outputs::Last).unwrap();
     }
 }
 

@@ -109,6 +109,28 @@ fn only_the_thread_pool_allocates() {
             alm_model_open_bytes(bytes.as_ptr(), 1000, &mut null_mut(), err.as_mut_ptr(), 256),
             ALM_ERR_GGUF,
         );
+        // What-if sizing, answered and refused.
+        let mut arch = std::mem::zeroed::<alm_arch>();
+        alm_arch_default_params(&mut arch, std::mem::size_of::<alm_arch>());
+        (arch.n_layers, arch.dim, arch.n_heads, arch.n_kv_heads) = (32, 4096, 32, 8);
+        (arch.head_dim, arch.ffn_dim, arch.vocab) = (128, 14336, 128_256);
+        let mut wp = std::mem::zeroed::<alm_whatif_params>();
+        alm_whatif_default_params(&mut wp, std::mem::size_of::<alm_whatif_params>());
+        let mut arch_plan = alm_arch_plan {
+            size: std::mem::size_of::<alm_arch_plan>() as u32,
+            ..Default::default()
+        };
+        check(
+            "plan_arch",
+            alm_plan_arch(&arch, &wp, &mut arch_plan, err.as_mut_ptr(), 256),
+            ALM_OK,
+        );
+        arch.n_kv_heads = 5;
+        check(
+            "plan_arch refused",
+            alm_plan_arch(&arch, &wp, &mut arch_plan, err.as_mut_ptr(), 256),
+            ALM_ERR_INVALID_ARGUMENT,
+        );
         let mut p = std::mem::zeroed::<alm_engine_params>();
         alm_engine_default_params(&mut p, std::mem::size_of::<alm_engine_params>());
         p.ctx_tokens = 128;
@@ -305,7 +327,7 @@ fn only_the_thread_pool_allocates() {
     for (what, got, want) in &statuses {
         assert_eq!(got, want, "{what}");
     }
-    assert_eq!(statuses.len(), 38);
+    assert_eq!(statuses.len(), 40);
     assert_eq!(n, 0, "the library allocated outside a thread pool");
 
     // With a pool: it allocates when the engine is created, and never again.

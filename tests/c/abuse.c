@@ -147,6 +147,67 @@ static const struct field ENGINE_STATE[] = {
     FIELD(alm_engine_state, arena_used, uint64_t),
 };
 
+static const struct field ARCH[] = {
+    FIELD(alm_arch, size, uint32_t),
+    FIELD(alm_arch, n_layers, uint32_t),
+    FIELD(alm_arch, dim, uint32_t),
+    FIELD(alm_arch, n_heads, uint32_t),
+    FIELD(alm_arch, n_kv_heads, uint32_t),
+    FIELD(alm_arch, head_dim, uint32_t),
+    FIELD(alm_arch, ffn_dim, uint32_t),
+    FIELD(alm_arch, vocab, uint32_t),
+    FIELD(alm_arch, tied_embeddings, uint32_t),
+    FIELD(alm_arch, qkv_bias, uint32_t),
+    FIELD(alm_arch, norms_per_layer, uint32_t),
+    FIELD(alm_arch, qk_norm, uint32_t),
+    FIELD(alm_arch, rope_dim, uint32_t),
+    FIELD(alm_arch, sliding_window, uint32_t),
+    FIELD(alm_arch, n_sliding_layers, uint32_t),
+    FIELD(alm_arch, kv_lora_rank, uint32_t),
+    FIELD(alm_arch, q_lora_rank, uint32_t),
+    FIELD(alm_arch, qk_nope_head_dim, uint32_t),
+    FIELD(alm_arch, qk_rope_head_dim, uint32_t),
+    FIELD(alm_arch, v_head_dim, uint32_t),
+    FIELD(alm_arch, n_experts, uint32_t),
+    FIELD(alm_arch, n_active, uint32_t),
+    FIELD(alm_arch, expert_ffn_dim, uint32_t),
+    FIELD(alm_arch, n_shared, uint32_t),
+    FIELD(alm_arch, n_dense_layers, uint32_t),
+    FIELD(alm_arch, router_bias, uint32_t),
+};
+
+static const struct field WHATIF_PARAMS[] = {
+    FIELD(alm_whatif_params, size, uint32_t),
+    FIELD(alm_whatif_params, weight_type, uint32_t),
+    FIELD(alm_whatif_params, kv_type, uint32_t),
+    FIELD(alm_whatif_params, ctx_tokens, uint32_t),
+    FIELD(alm_whatif_params, sequences, uint32_t),
+    FIELD(alm_whatif_params, tensor_parallel, uint32_t),
+    FIELD(alm_whatif_params, max_batch, uint32_t),
+    FIELD(alm_whatif_params, max_outputs, uint32_t),
+    FIELD(alm_whatif_params, threads, uint32_t),
+    FIELD(alm_whatif_params, page_tokens, uint32_t),
+};
+
+static const struct field ARCH_PLAN[] = {
+    FIELD(alm_arch_plan, size, uint32_t),
+    FIELD(alm_arch_plan, tensor_parallel, uint32_t),
+    FIELD(alm_arch_plan, params_total, uint64_t),
+    FIELD(alm_arch_plan, params_active, uint64_t),
+    FIELD(alm_arch_plan, weights_resident_bytes, uint64_t),
+    FIELD(alm_arch_plan, weights_read_per_token_bytes, uint64_t),
+    FIELD(alm_arch_plan, kv_bytes_per_token, uint64_t),
+    FIELD(alm_arch_plan, kv_bytes, uint64_t),
+    FIELD(alm_arch_plan, shard_params_total, uint64_t),
+    FIELD(alm_arch_plan, shard_params_active, uint64_t),
+    FIELD(alm_arch_plan, shard_weights_resident_bytes, uint64_t),
+    FIELD(alm_arch_plan, shard_weights_read_per_token_bytes, uint64_t),
+    FIELD(alm_arch_plan, shard_kv_bytes_per_token, uint64_t),
+    FIELD(alm_arch_plan, shard_kv_bytes, uint64_t),
+    FIELD(alm_arch_plan, shard_scratch_bytes, uint64_t),
+    FIELD(alm_arch_plan, shard_total_bytes, uint64_t),
+};
+
 #define N_FIELDS(a) (sizeof(a) / sizeof((a)[0]))
 #define ACCEPTED(table, T, s) size_accepted(table, N_FIELDS(table), sizeof(T), (s))
 
@@ -389,6 +450,130 @@ static void plan_calls(alm_model *m) {
     /* A budget too small for one page. */
     EXPECT(alm_plan_for_budget(m, &p, 1000, &plan, err, sizeof err), ALM_ERR_BUDGET);
     EXPECT(alm_plan_max_context(m, &p, 1000, &ctx, err, sizeof err), ALM_ERR_BUDGET);
+}
+
+/* A small valid architecture for what-if calls: Llama-like, 2 layers. */
+static alm_arch small_arch(void) {
+    alm_arch a;
+    memset(&a, 0, sizeof a);
+    EXPECT(alm_arch_default_params(&a, sizeof a), ALM_OK);
+    a.n_layers = 2;
+    a.dim = 64;
+    a.n_heads = 4;
+    a.n_kv_heads = 2;
+    a.head_dim = 16;
+    a.ffn_dim = 128;
+    a.vocab = 100;
+    return a;
+}
+
+static alm_whatif_params whatif_defaults(void) {
+    alm_whatif_params p;
+    memset(&p, 0, sizeof p);
+    EXPECT(alm_whatif_default_params(&p, sizeof p), ALM_OK);
+    return p;
+}
+
+static void whatif_calls(void) {
+    alm_arch a = small_arch();
+    alm_whatif_params p = whatif_defaults();
+    alm_arch_plan out;
+    memset(&out, 0, sizeof out);
+    out.size = sizeof out;
+    CHECK(a.norms_per_layer == 2 && p.weight_type == 1 && p.ctx_tokens == 2048);
+
+    EXPECT(alm_arch_default_params(NULL, sizeof(alm_arch)), ALM_ERR_NULL_ARGUMENT);
+    EXPECT(alm_whatif_default_params(NULL, sizeof(alm_whatif_params)), ALM_ERR_NULL_ARGUMENT);
+    EXPECT(alm_plan_arch(NULL, &p, &out, err, sizeof err), ALM_ERR_NULL_ARGUMENT);
+    EXPECT(alm_plan_arch(&a, &p, NULL, err, sizeof err), ALM_ERR_NULL_ARGUMENT);
+    EXPECT(alm_plan_arch(&a, NULL, &out, err, sizeof err), ALM_OK);
+    /* 2 layers x 2 x 2 KV heads x 16 x 2 bytes = 256 a token, 2048 tokens. */
+    CHECK(out.kv_bytes_per_token == 256 && out.kv_bytes == 256 * 2048);
+    CHECK(out.tensor_parallel == 1 && out.shard_kv_bytes == out.kv_bytes);
+
+    /* Every size of every struct: accepted only on a field boundary. */
+    for (size_t size = 0; size <= sizeof(alm_arch) + 8; size++) {
+        fill_pattern();
+        int ok = ACCEPTED(ARCH, alm_arch, size);
+        EXPECT(alm_arch_default_params((alm_arch *)(void *)buf, size), ok ? ALM_OK : ALM_ERR_INVALID_ARGUMENT);
+        CHECK(untouched_from(ok ? min_size(size, sizeof(alm_arch)) : 0));
+        alm_arch b = small_arch();
+        b.size = (uint32_t)size;
+        /* A prefix without the sizes is all zeros: refused as out of range. */
+        alm_status want = !ok ? ALM_ERR_INVALID_ARGUMENT
+                              : size >= offsetof(alm_arch, tied_embeddings) ? ALM_OK : ALM_ERR_INVALID_ARGUMENT;
+        EXPECT(alm_plan_arch(&b, &p, &out, err, sizeof err), want);
+    }
+    for (size_t size = 0; size <= sizeof(alm_whatif_params) + 8; size++) {
+        fill_pattern();
+        int ok = ACCEPTED(WHATIF_PARAMS, alm_whatif_params, size);
+        EXPECT(alm_whatif_default_params((alm_whatif_params *)(void *)buf, size),
+               ok ? ALM_OK : ALM_ERR_INVALID_ARGUMENT);
+        CHECK(untouched_from(ok ? min_size(size, sizeof(alm_whatif_params)) : 0));
+        alm_whatif_params q = whatif_defaults();
+        q.size = (uint32_t)size;
+        EXPECT(alm_plan_arch(&a, &q, &out, err, sizeof err), ok ? ALM_OK : ALM_ERR_INVALID_ARGUMENT);
+    }
+    for (size_t size = 0; size <= sizeof(alm_arch_plan) + 8; size++) {
+        fill_pattern();
+        set_buf_size_field((uint32_t)size);
+        int ok = ACCEPTED(ARCH_PLAN, alm_arch_plan, size);
+        EXPECT(alm_plan_arch(&a, &p, (alm_arch_plan *)(void *)buf, err, sizeof err),
+               ok ? ALM_OK : ALM_ERR_INVALID_ARGUMENT);
+        CHECK(untouched_from(ok ? min_size(size, sizeof(alm_arch_plan)) : 4));
+    }
+
+    /* Enum-like values out of range. */
+    alm_whatif_params q = whatif_defaults();
+    q.weight_type = 4; /* ids 4 and 5 were removed from ggml */
+    EXPECT(alm_plan_arch(&a, &q, &out, err, sizeof err), ALM_ERR_INVALID_ARGUMENT);
+    CHECK(strstr(err, "weight_type = 4") != NULL);
+    q = whatif_defaults();
+    q.kv_type = 3;
+    EXPECT(alm_plan_arch(&a, &q, &out, err, sizeof err), ALM_ERR_INVALID_ARGUMENT);
+    /* Absurd or inconsistent counts, each named. */
+    struct {
+        uint32_t *field;
+        uint32_t value;
+        const char *name;
+    } absurd[] = {
+        {&q.ctx_tokens, 0, "ctx_tokens"},
+        {&q.ctx_tokens, ALM_MAX_CTX_TOKENS + 1, "ctx_tokens"},
+        {&q.sequences, 0, "sequences"},
+        {&q.tensor_parallel, 0, "shards"},
+        {&q.threads, ALM_MAX_THREADS + 1, "threads"},
+        {&q.max_batch, 0, "max_batch"},
+        {&q.page_tokens, UINT32_MAX, "page_tokens"},
+    };
+    for (size_t i = 0; i < sizeof absurd / sizeof absurd[0]; i++) {
+        q = whatif_defaults();
+        *absurd[i].field = absurd[i].value;
+        EXPECT(alm_plan_arch(&a, &q, &out, err, sizeof err), ALM_ERR_INVALID_ARGUMENT);
+        CHECK(strstr(err, absurd[i].name) != NULL);
+    }
+    alm_arch b = small_arch();
+    b.n_kv_heads = 3;
+    EXPECT(alm_plan_arch(&b, &p, &out, err, sizeof err), ALM_ERR_INVALID_ARGUMENT);
+    CHECK(strstr(err, "n_kv_heads") != NULL);
+    b = small_arch();
+    b.n_experts = 4;
+    b.n_active = 5;
+    b.expert_ffn_dim = 32;
+    EXPECT(alm_plan_arch(&b, &p, &out, err, sizeof err), ALM_ERR_INVALID_ARGUMENT);
+    CHECK(strstr(err, "n_active") != NULL);
+    b = small_arch();
+    b.dim = UINT32_MAX;
+    EXPECT(alm_plan_arch(&b, &p, &out, err, sizeof err), ALM_ERR_INVALID_ARGUMENT);
+    /* Q4_K rows must be whole 256-value blocks: 64 is not. */
+    q = whatif_defaults();
+    q.weight_type = 12;
+    EXPECT(alm_plan_arch(&a, &q, &out, err, sizeof err), ALM_ERR_INVALID_ARGUMENT);
+    /* Every size at its cap: an overflow error, not a wrapped number. */
+    b = small_arch();
+    b.n_layers = b.dim = b.n_heads = b.n_kv_heads = b.head_dim = b.ffn_dim = b.vocab = 1u << 24;
+    q = whatif_defaults();
+    q.ctx_tokens = ALM_MAX_CTX_TOKENS;
+    EXPECT(alm_plan_arch(&b, &q, &out, err, sizeof err), ALM_ERR_OVERFLOW);
 }
 
 static void create_calls(alm_model *m, const uint8_t *model_bytes, alm_model *from_bytes) {
@@ -726,6 +911,7 @@ int main(int argc, char **argv) {
     }
     model_calls(path, bytes, len, m);
     plan_calls(m);
+    whatif_calls();
     create_calls(m, bytes, mb);
     handle_table_limit(bytes, len);
     busy_from_own_parallel_for(m);

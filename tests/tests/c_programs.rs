@@ -5,7 +5,6 @@
 
 use std::path::PathBuf;
 use std::process::Command;
-use std::sync::OnceLock;
 
 use arenalm_tests::{arenalm_bin, have, model_q4_1, release_dir, root, run, run_ok};
 
@@ -175,34 +174,48 @@ fn generate_c_runs_in_its_static_arena_natively_and_under_qemu() {
     }
 }
 
-/// Compiles `tests/c/abuse.c` against the release static library, with the
+/// Compiles `tests/c/NAME.c` against the release static library, with the
 /// examples' warnings-as-errors flags, once per test run.
+fn c_program(name: &'static str) -> PathBuf {
+    static BUILT: std::sync::Mutex<Vec<(&'static str, PathBuf)>> =
+        std::sync::Mutex::new(Vec::new());
+    let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((_, p)) = built.iter().find(|(n, _)| *n == name) {
+        return p.clone();
+    }
+    let lib = release_dir().join("libarenalm.a");
+    assert!(
+        lib.exists(),
+        "{} is missing: run `cargo build --release --workspace` first (scripts/test.sh does)",
+        lib.display()
+    );
+    let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(name);
+    let cc = std::env::var("CC").unwrap_or_else(|_| "cc".into());
+    run_ok(
+        Command::new(cc)
+            .args([
+                "-std=c11",
+                "-Wall",
+                "-Wextra",
+                "-Werror",
+                "-pedantic",
+                "-O1",
+                "-g",
+            ])
+            .arg("-I")
+            .arg(root().join("include"))
+            .arg(root().join(format!("tests/c/{name}.c")))
+            .arg(&lib)
+            .args(["-lpthread", "-ldl", "-lm", "-o"])
+            .arg(&out),
+    );
+    built.push((name, out.clone()));
+    out
+}
+
+/// `tests/c/abuse.c`, built.
 fn abuse_program() -> PathBuf {
-    static BUILT: OnceLock<PathBuf> = OnceLock::new();
-    let name = "abuse";
-    BUILT
-        .get_or_init(|| {
-            let lib = release_dir().join("libarenalm.a");
-            assert!(
-                lib.exists(),
-                "{} is missing: run `cargo build --release --workspace` first (scripts/test.sh does)",
-                lib.display()
-            );
-            let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(name);
-            let cc = std::env::var("CC").unwrap_or_else(|_| "cc".into());
-            run_ok(
-                Command::new(cc)
-                    .args(["-std=c11", "-Wall", "-Wextra", "-Werror", "-pedantic", "-O1", "-g"])
-                    .arg("-I")
-                    .arg(root().join("include"))
-                    .arg(root().join(format!("tests/c/{name}.c")))
-                    .arg(&lib)
-                    .args(["-lpthread", "-ldl", "-lm", "-o"])
-                    .arg(&out),
-            );
-            out
-        })
-        .clone()
+    c_program("abuse")
 }
 
 /// The last line abuse.c prints: "abuse: N checks, 0 failed".
@@ -245,4 +258,85 @@ fn abuse_c_is_clean_under_valgrind() {
         .arg(abuse_program())
         .arg(model_q4_1()));
     assert_abuse_passed(&out);
+}
+
+/// The `key=value` numbers of one line of whatif.c's output.
+fn whatif_line(out: &str, name: &str) -> Vec<(String, u64)> {
+    let line = out
+        .lines()
+        .find(|l| l.starts_with(&format!("{name} ")))
+        .unwrap_or_else(|| panic!("no {name} line in:\n{out}"));
+    line.split_whitespace()
+        .skip(1)
+        .map(|kv| {
+            let (k, v) = kv.split_once('=').unwrap();
+            (k.to_string(), v.parse().unwrap())
+        })
+        .collect()
+}
+
+#[test]
+fn whatif_c_gets_what_plan_config_reports() {
+    let out = run_ok(&mut Command::new(c_program("whatif")));
+    for (name, config, args) in [
+        (
+            "llama-3.1-8b",
+            "llama-3.1-8b.json",
+            &["--weights", "q8_0", "--ctx", "8192"][..],
+        ),
+        ("gemma-3-270m", "gemma-3-270m.json", &["--ctx", "32768"][..]),
+        (
+            "deepseek-v3",
+            "deepseek-v3.json",
+            &["--ctx", "4096", "--tp", "8"][..],
+        ),
+    ] {
+        let cli = run_ok(
+            Command::new(arenalm_bin())
+                .args(["plan", "--json", "-t", "1", "--config"])
+                .arg(root().join("tests/data/configs").join(config))
+                .args(args),
+        );
+        let v: serde_json::Value = serde_json::from_str(&cli).unwrap();
+        for (key, value) in whatif_line(&out, name) {
+            let want = match key.strip_prefix("shard_") {
+                Some("scratch_bytes") => &v["shard"]["scratch"]["total"],
+                Some(k) => &v["shard"][k],
+                None => &v["model"][key.as_str()],
+            };
+            assert_eq!(want.as_u64(), Some(value), "{name} {key}");
+        }
+    }
+    // Numbers worked out by hand (core/src/mem/arch_tests.rs): Llama 3.1 8B's
+    // 8,030,261,248 parameters, Gemma 3 270M's 108,527,616 KV bytes at 32,768
+    // tokens, one of 8 DeepSeek-V3 shards holding 84,780,357,120 parameters.
+    let get = |name: &str, key: &str| {
+        whatif_line(&out, name)
+            .into_iter()
+            .find(|(k, _)| k == key)
+            .unwrap()
+            .1
+    };
+    assert_eq!(get("llama-3.1-8b", "params_total"), 8_030_261_248);
+    assert_eq!(get("gemma-3-270m", "kv_bytes"), 108_527_616);
+    assert_eq!(get("deepseek-v3", "shard_params_total"), 84_780_357_120);
+    assert!(
+        out.contains("refused status=2 message=n_active = 300 is out of range"),
+        "{out}"
+    );
+}
+
+#[test]
+fn whatif_c_is_clean_under_valgrind() {
+    if !have("valgrind") {
+        panic!("valgrind is not installed (.ci/run installs it)");
+    }
+    let out = run(Command::new("valgrind")
+        .args(["--error-exitcode=9", "--leak-check=full", "-q"])
+        .arg(c_program("whatif")));
+    assert!(
+        out.status.success(),
+        "valgrind reported errors:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

@@ -614,9 +614,26 @@ impl SoftmaxState {
     /// `out[d] = acc[d] * (1 / sum)` (0 when no key was seen): the
     /// attention output, multiplied by the reciprocal as ggml does.
     pub fn normalize(&self, acc: &[f32], out: &mut [f32]) {
-        let inv = if self.sum == 0.0 { 0.0 } else { 1.0 / self.sum };
+        let inv = self.inverse_sum();
         for (o, a) in out.iter_mut().zip(acc) {
             *o = a * inv;
+        }
+    }
+
+    /// [`Self::normalize`] of an accumulator onto itself.
+    pub fn normalize_in_place(&self, acc: &mut [f32]) {
+        let inv = self.inverse_sum();
+        for a in acc {
+            *a *= inv;
+        }
+    }
+
+    /// `1 / sum`, or 0 when no key was seen.
+    fn inverse_sum(&self) -> f32 {
+        if self.sum == 0.0 {
+            0.0
+        } else {
+            1.0 / self.sum
         }
     }
 }

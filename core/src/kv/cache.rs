@@ -2,7 +2,7 @@
 
 use super::KvGeometry;
 use crate::error::{Error, Result};
-use crate::mem::{Arena, BlockId, Slab};
+use crate::mem::{Arena, BlockId, Carved, Carver, ItemGroup, Slab, SlabParts, Yield};
 
 /// The KV cache of one sequence.
 ///
@@ -19,37 +19,85 @@ pub struct KvCache<'a> {
     max_tokens: usize,
 }
 
+/// What [`KvCache::carve`] yields: the page pool and the page table.
+pub struct KvParts<'a, Y: Yield<'a>> {
+    /// The pool: pages and their links.
+    pub pool: SlabParts<'a, Y>,
+    /// One block handle per page.
+    pub table: Y::Slice<BlockId>,
+}
+
+/// Arena item names of the cache (also the `what` of a budget error).
+pub const KV_PAGES: &str = "kv page pool";
+/// The free-list links of the pool.
+pub const KV_LINKS: &str = "kv page pool links";
+/// The page table.
+pub const KV_TABLE: &str = "kv page table";
+
 impl<'a> KvCache<'a> {
+    /// The cache's arena items for `pages` pages of `geom`: the page pool
+    /// ([`Slab::carve`]) and the page table, one [`BlockId`] per page. A
+    /// geometry that fails [`KvGeometry::check`] (a hand-made one: the
+    /// fields are public) is refused before anything is carved.
+    pub fn carve<C: Carver<'a>>(
+        c: &mut C,
+        geom: &KvGeometry,
+        pages: u32,
+    ) -> Result<KvParts<'a, C::Out>> {
+        geom.check()?;
+        let page_bytes = geom
+            .page_bytes()
+            .ok_or(Error::Overflow { what: KV_PAGES })?;
+        Ok(KvParts {
+            pool: Slab::carve(
+                c,
+                ItemGroup::KvPool,
+                (KV_PAGES, KV_LINKS),
+                page_bytes,
+                pages,
+            )?,
+            table: c.slice::<BlockId>(ItemGroup::KvPageTable, KV_TABLE, pages as usize)?,
+        })
+    }
+
+    /// The cache over carved parts. The sequence may hold up to
+    /// `max_tokens` tokens (at most the pages' room). Pass the geometry the
+    /// parts were carved for; any other gives wrong rows, never a panic.
+    pub fn from_parts(parts: KvParts<'a, Carved>, geom: KvGeometry, max_tokens: usize) -> Self {
+        let slab = Slab::from_parts(parts.pool);
+        let room = (slab.blocks() as usize).saturating_mul(geom.page_tokens);
+        KvCache {
+            geom,
+            slab,
+            table: parts.table,
+            n_pages: 0,
+            n_tokens: 0,
+            max_tokens: max_tokens.min(room),
+        }
+    }
+
     /// Carves a pool of `pages` pages and a page table from `arena`. The
     /// sequence may hold up to `max_tokens` tokens (at most the pages' room).
-    /// `geom` must pass [`KvGeometry::check`] (as every geometry from
-    /// [`KvGeometry::new`] does).
+    /// A geometry that fails [`KvGeometry::check`] is refused ([`KvCache::carve`]).
     pub fn new(
         arena: &mut Arena<'a>,
         geom: KvGeometry,
         pages: u32,
         max_tokens: usize,
     ) -> Result<KvCache<'a>> {
-        geom.check()?;
-        let page_bytes = geom
-            .page_bytes()
-            .ok_or(Error::Overflow { what: "KV page" })?;
-        let slab = Slab::new(arena, page_bytes, pages, "KV page pool")?;
-        let table = arena.take_slice::<BlockId>(pages as usize, "KV page table")?;
-        let room = (pages as usize).saturating_mul(geom.page_tokens);
-        Ok(KvCache {
-            geom,
-            slab,
-            table,
-            n_pages: 0,
-            n_tokens: 0,
-            max_tokens: max_tokens.min(room),
-        })
+        let parts = KvCache::carve(arena, &geom, pages)?;
+        Ok(KvCache::from_parts(parts, geom, max_tokens))
     }
 
     /// Geometry.
     pub fn geometry(&self) -> &KvGeometry {
         &self.geom
+    }
+
+    /// Tokens per page, at least 1 (a geometry given to
+    /// [`KvCache::from_parts`] need not have been checked).
+    fn page_tokens(&self) -> usize {
+        self.geom.page_tokens.max(1)
     }
 
     /// Tokens stored.
@@ -86,7 +134,7 @@ impl<'a> KvCache<'a> {
                 capacity: self.max_tokens,
             });
         }
-        let pages_needed = total.div_ceil(self.geom.page_tokens);
+        let pages_needed = total.div_ceil(self.page_tokens());
         while self.n_pages < pages_needed {
             let id = self.slab.take()?;
             match self.table.get_mut(self.n_pages) {
@@ -106,7 +154,7 @@ impl<'a> KvCache<'a> {
 
     /// Records that tokens `0..total` hold valid rows (after writing them).
     pub fn set_len(&mut self, total: usize) -> Result<()> {
-        if total > self.n_pages.saturating_mul(self.geom.page_tokens) {
+        if total > self.n_pages.saturating_mul(self.page_tokens()) {
             return Err(Error::InvalidArgument {
                 what: "KV length beyond reserved pages",
             });
@@ -118,7 +166,7 @@ impl<'a> KvCache<'a> {
     /// Forgets tokens from `len` on and gives back pages no longer needed.
     pub fn truncate(&mut self, len: usize) -> Result<()> {
         let len = len.min(self.n_tokens);
-        let keep = len.div_ceil(self.geom.page_tokens);
+        let keep = len.div_ceil(self.page_tokens());
         while self.n_pages > keep {
             self.n_pages -= 1;
             let id = *self.table.get(self.n_pages).ok_or(Error::InvalidArgument {
@@ -149,8 +197,7 @@ impl<'a> KvCache<'a> {
                 .ok_or(Error::InvalidArgument {
                     what: "KV layer or head out of range",
                 })?;
-        // `page_tokens >= 1` (checked by `new`).
-        let page = pos / g.page_tokens.max(1);
+        let page = pos / self.page_tokens();
         let id = *self
             .table
             .get(..self.n_pages)
@@ -158,7 +205,7 @@ impl<'a> KvCache<'a> {
             .ok_or(Error::InvalidArgument {
                 what: "KV position beyond reserved pages",
             })?;
-        let row = (pos % g.page_tokens.max(1))
+        let row = (pos % self.page_tokens())
             .checked_mul(g.row_bytes)
             .and_then(|r| r.checked_add(block_start));
         let block = self.slab.block_mut(id)?;
@@ -249,6 +296,14 @@ mod tests {
             ..g
         };
         assert!(KvCache::new(&mut arena, zero, 4, 16).is_err());
+        // Parts carved for one geometry, given another: wrong rows at
+        // worst, never a division by zero.
+        let parts = KvCache::carve(&mut arena, &g, 4).unwrap();
+        let mut odd = KvCache::from_parts(parts, zero, 16);
+        assert!(odd.reserve(1).is_err());
+        odd.clear().unwrap();
+        assert!(odd.set_len(1).is_err());
+        assert!(odd.row_mut(0, false, 0, 0).is_err());
         let mut kv = KvCache::new(&mut arena, g, 4, 16).unwrap();
         kv.reserve(4).unwrap();
         for (layer, head, pos) in [

@@ -109,12 +109,16 @@ impl KvGeometry {
         Ok(g)
     }
 
-    /// Cache bytes one token takes: layers x (K and V) x KV heads x row bytes.
+    /// Cache bytes one token takes in one layer: (K and V) x KV heads x
+    /// row bytes. The what-if model ([`crate::mem::arch`]) sizes every
+    /// grouped-query layer with this too.
+    pub fn layer_bytes_per_token(&self) -> Option<usize> {
+        self.n_kv_heads.checked_mul(2)?.checked_mul(self.row_bytes)
+    }
+
+    /// Cache bytes one token takes: layers x [`KvGeometry::layer_bytes_per_token`].
     pub fn bytes_per_token(&self) -> Option<usize> {
-        self.n_layers
-            .checked_mul(2)?
-            .checked_mul(self.n_kv_heads)?
-            .checked_mul(self.row_bytes)
+        self.n_layers.checked_mul(self.layer_bytes_per_token()?)
     }
 
     /// Bytes of one page's content (before slab rounding).
@@ -248,4 +252,4 @@ mod tests {
 }
 
 mod cache;
-pub use cache::KvCache;
+pub use cache::{KvCache, KvParts, KV_LINKS, KV_PAGES, KV_TABLE};

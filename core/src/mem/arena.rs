@@ -23,7 +23,7 @@
 //! slices out of the closure, so rewinding is sound.
 
 use core::marker::PhantomData;
-use core::mem::{align_of, size_of};
+use core::mem::{align_of, size_of, MaybeUninit};
 use core::ptr::NonNull;
 
 use crate::error::{Error, Result};
@@ -154,12 +154,7 @@ impl<'a> Arena<'a> {
     /// Carves `n` zeroed values of `T`, aligned to [`ARENA_ALIGN`].
     /// `what` names the allocation in a [`Error::Budget`] error.
     pub fn take_slice<T: Pod>(&mut self, n: usize, what: &'static str) -> Result<&'a mut [T]> {
-        if align_of::<T>() > ARENA_ALIGN {
-            return Err(Error::InvalidArgument {
-                what: "type alignment exceeds the arena alignment",
-            });
-        }
-        let bytes = Arena::bytes_for::<T>(n).ok_or(Error::Overflow { what })?;
+        let bytes = Arena::footprint::<T>(n, what)?;
         let ptr = self.bump(bytes, what)?;
         // SAFETY: `bump` reserved `bytes >= n * size_of::<T>()` bytes at `ptr`,
         // inside the buffer, never handed out before, aligned to 64 >=
@@ -189,21 +184,32 @@ impl<'a> Arena<'a> {
     /// [`Arena::take_slice`], `T` need not be [`Pod`]; its destructor, if
     /// any, never runs (arena contents are never dropped).
     pub fn take_init<T: 'a>(&mut self, value: T, what: &'static str) -> Result<&'a mut T> {
+        Ok(self.take_uninit::<T>(what)?.write(value))
+    }
+
+    /// Carves the place of one `T`, to be written later (what a
+    /// [`Carver::slot`](super::Carver::slot) yields). `T` need not be [`Pod`].
+    pub fn take_uninit<T: 'a>(&mut self, what: &'static str) -> Result<&'a mut MaybeUninit<T>> {
+        let bytes = Arena::footprint::<T>(1, what)?;
+        let ptr = self.bump(bytes, what)?.cast::<MaybeUninit<T>>();
+        // SAFETY: `bump` reserved at least size_of::<T>() fresh bytes at `ptr`,
+        // aligned to 64 >= align_of::<T>() (checked by `footprint`), inside a
+        // buffer that outlives `'a`; a `MaybeUninit` needs no valid contents,
+        // and no other reference to those bytes exists or will be handed out.
+        Ok(unsafe { &mut *ptr })
+    }
+
+    /// What carving `n` values of `T` consumes, or why it cannot: an
+    /// alignment above [`ARENA_ALIGN`], or a size that overflows (named
+    /// `what`). The one size rule the planner's counting and the arena's
+    /// carving both use.
+    pub fn footprint<T>(n: usize, what: &'static str) -> Result<usize> {
         if align_of::<T>() > ARENA_ALIGN {
             return Err(Error::InvalidArgument {
                 what: "type alignment exceeds the arena alignment",
             });
         }
-        let bytes = Arena::bytes_for::<T>(1).ok_or(Error::Overflow { what })?;
-        let ptr = self.bump(bytes, what)?.cast::<T>();
-        // SAFETY: `bump` reserved at least size_of::<T>() fresh bytes at `ptr`,
-        // aligned to 64 >= align_of::<T>(), inside a buffer that outlives
-        // `'a`; writing `value` initialises them, and no other reference to
-        // those bytes exists or will be handed out.
-        unsafe {
-            ptr.write(value);
-            Ok(&mut *ptr)
-        }
+        Arena::bytes_for::<T>(n).ok_or(Error::Overflow { what })
     }
 
     /// Runs `f` with a sub-arena over the bytes not yet used. Everything `f`

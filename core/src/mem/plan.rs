@@ -2,31 +2,40 @@
 //! exact arena bytes init will carve, item by item, and the largest context
 //! a budget allows.
 //!
-//! # Algorithm
+//! # One description, two walks
 //!
-//! Every arena allocation is rounded up to [`ARENA_ALIGN`] (64) bytes and
-//! starts on a 64-byte boundary (see [`Arena`]), so the arena bytes of an
-//! engine are the plain sum of its rounded items. Init carves exactly these
-//! items, in this order, using the numbers of this plan:
+//! `EngineLayout::carve` lists every arena item of an engine, once, in
+//! carve order. The planner runs it with a counting
+//! [`Counter`]: the items' names, offsets and
+//! bytes are the plan ([`MemoryPlan::items`]), and the summary fields are
+//! sums over it. [`Engine::new`] runs the same walk over the arena, logs
+//! what it carved, and refuses to start if the log differs from the plan
+//! in any item. So plan == carve holds item by item by construction.
 //!
 //! | item | size |
 //! |---|---|
 //! | model index | `n_layers x size_of(LayerIndex)` (one [`TensorLoc`](crate::model::TensorLoc) per weight) |
-//! | tokenizer tables | what the tokenizer reports for this vocabulary (0 if the file has none) |
-//! | KV page pool | `pages x round64(page bytes)` + `round64(4 x pages)` free-list links |
-//! | page table | `pages x 8` (one block handle per page) |
-//! | scratch | one buffer per [`ScratchPlan`] field, each rounded |
+//! | tokenizer tables | the tokenizer's own walk (12 items, see `tokenizer/load.rs`; none if the file has no tokenizer) |
+//! | KV page pool | `pages x round64(page bytes)`, then `round64(4 x pages)` free-list links ([`Slab::carve`](super::Slab::carve)) |
+//! | KV page table | `pages x 8` (one block handle per page) |
+//! | scratch | one buffer per [`ScratchPlan`] field ([`super::scratch`]) |
 //! | engine state | `size_of(Engine)` |
+//!
+//! Every item is rounded up to [`ARENA_ALIGN`] (64) bytes and starts on a
+//! 64-byte boundary (see [`Arena`](super::Arena)), so the arena bytes of an engine are
+//! the plain sum of its rounded items.
 //!
 //! `page bytes = page_tokens x kv_bytes_per_token` and
 //! `kv_bytes_per_token = n_layers x 2 (K and V) x n_kv_heads x row_bytes(head_dim)`
 //! with `row_bytes` = 2 x head_dim for F16, 4 x head_dim for F32 and
-//! 34 x head_dim / 32 for Q8_0.
+//! 34 x head_dim / 32 for Q8_0 ([`KvGeometry`]). Scratch is sized from the
+//! model's [`ArchSpec`] (the what-if model's description) and, for the
+//! quantized activations, each matmul's real weight type.
 //!
 //! With a fixed context, `pages = ceil(ctx / page_tokens)`. With "fill the
 //! budget" (`ctx_tokens = 0`), the planner finds the largest page count whose
-//! total fits, by binary search over the (monotone) total, and caps it at the
-//! model's training context (or at [`MAX_CTX_TOKENS`] with
+//! total fits, by binary search over the (monotone) counted total, and caps
+//! it at the model's training context (or at [`MAX_CTX_TOKENS`] with
 //! [`PlanParams::allow_ctx_beyond_train`]); the context is then
 //! `pages x page_tokens`.
 //!
@@ -41,13 +50,17 @@
 //! Weights are read in place from the model bytes and are not part of the
 //! arena; the plan reports their size for the caller's total.
 
+use super::arch::ArchSpec;
+use super::carve::{ArenaItems, Carver, Counter, ItemGroup, Yield};
+pub use super::scratch::{attn_slot_per_head, ScratchElems, ScratchPlan};
+use super::scratch::{widest_act_bytes, Scratch, ScratchParams};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
-use crate::kernels::{act_bytes, act_format};
-use crate::kv::{KvGeometry, KvType};
-use crate::mem::{Arena, Slab, ARENA_ALIGN};
+use crate::kernels::act_format;
+use crate::kv::{KvCache, KvGeometry, KvParts, KvType};
+use crate::mem::{Slab, ARENA_ALIGN};
 use crate::model::{Hparams, LayerIndex, Model, TensorLoc};
-use crate::tokenizer::{Tokenizer, TokenizerOptions};
+use crate::tokenizer::{TableCounts, TableSlices, Tokenizer, TokenizerOptions};
 
 /// Parameters that decide the arena size.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -100,7 +113,8 @@ pub const MAX_OUTPUTS: u32 = 1 << 16;
 /// Largest thread count (or task count of a caller's parallel-for) accepted.
 pub const MAX_THREADS: u32 = 256;
 
-fn in_range(what: &'static str, value: u32, min: u32, max: u32) -> Result<()> {
+/// `Ok` if `min <= value <= max`, else [`Error::OutOfRange`] naming `what`.
+pub(crate) fn in_range(what: &'static str, value: u32, min: u32, max: u32) -> Result<()> {
     if (min..=max).contains(&value) {
         Ok(())
     } else {
@@ -149,67 +163,16 @@ impl PlanParams {
     }
 }
 
-/// Scratch buffers, in bytes (each rounded to 64), in carve order.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct ScratchPlan {
-    /// Residual stream, `max_batch x dim` f32.
-    pub x: usize,
-    /// Normalized input / projection output, `max_batch x dim` f32.
-    pub xb: usize,
-    /// Phase buffer: attention (`q, k, v, out`: `max_batch x (2 q_dim + 2 kv_dim)`)
-    /// and feed-forward (`gate, up`: `max_batch x 2 ffn_dim`) share it, f32.
-    pub work: usize,
-    /// Quantized activations for the widest matmul input, in the kernels' format.
-    pub act: usize,
-    /// Per-task attention state: `threads x gqa_group x (page_tokens + head_dim + 2)` f32
-    /// (scores of a page, the running output, running max and sum, per query head).
-    pub attn: usize,
-    /// RoPE cosines and sines of each row's position: `max_batch x rope_dim` f32.
-    pub rope: usize,
-    /// Logits, `max_outputs x vocab` f32.
-    pub logits: usize,
-    /// Sampler candidates, `vocab x (u32 id + f32 value)`.
-    pub candidates: usize,
-}
-
-impl ScratchPlan {
-    /// Sum of all scratch buffers (saturating, so an absurd plan is refused
-    /// by the checked total rather than wrapped).
-    pub fn total(&self) -> usize {
-        [
-            self.x,
-            self.xb,
-            self.work,
-            self.act,
-            self.attn,
-            self.rope,
-            self.logits,
-            self.candidates,
-        ]
-        .iter()
-        .fold(0usize, |sum, &b| sum.saturating_add(b))
+impl PlanParams {
+    /// The parameters that size the scratch.
+    pub fn scratch(&self) -> ScratchParams {
+        ScratchParams {
+            max_batch: self.max_batch,
+            max_outputs: self.max_outputs,
+            threads: self.threads,
+            page_tokens: self.page_tokens,
+        }
     }
-}
-
-/// Element counts behind [`ScratchPlan`], used by init to carve typed slices.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct ScratchElems {
-    /// f32 in `x`.
-    pub x: usize,
-    /// f32 in `xb`.
-    pub xb: usize,
-    /// f32 in `work`.
-    pub work: usize,
-    /// Bytes of `act`.
-    pub act_bytes: usize,
-    /// f32 in `attn`.
-    pub attn: usize,
-    /// f32 in `rope`.
-    pub rope: usize,
-    /// f32 in `logits`.
-    pub logits: usize,
-    /// Entries in `candidates` (each a u32 and an f32).
-    pub candidates: usize,
 }
 
 /// The arena bytes an engine takes, item by item.
@@ -246,168 +209,15 @@ pub struct MemoryPlan {
     pub scratch_elems: ScratchElems,
     /// Total arena bytes (from a 64-byte-aligned start).
     pub total_bytes: usize,
-}
-
-impl MemoryPlan {
-    /// `(name, bytes)` of every arena item, in carve order.
-    pub fn items(&self) -> [(&'static str, usize); 13] {
-        let s = &self.scratch;
-        [
-            ("model index", self.model_index_bytes),
-            ("tokenizer tables", self.tokenizer_bytes),
-            ("kv page pool", self.kv_pool_bytes),
-            ("kv page table", self.page_table_bytes),
-            ("scratch: residual x", s.x),
-            ("scratch: xb", s.xb),
-            ("scratch: attention/ffn work", s.work),
-            ("scratch: quantized activations", s.act),
-            ("scratch: attention tasks", s.attn),
-            ("scratch: rope", s.rope),
-            ("scratch: logits", s.logits),
-            ("scratch: sampler candidates", s.candidates),
-            ("engine state", self.engine_state_bytes),
-        ]
-    }
-}
-
-/// Everything of the plan that does not depend on the page count.
-struct Fixed {
-    weights: u64,
-    engine: usize,
-    index: usize,
-    tokenizer: usize,
-    geometry: KvGeometry,
-    scratch: ScratchPlan,
-    elems: ScratchElems,
-    max_pages: u32,
+    /// Every arena item in carve order, with its offset and bytes: the
+    /// walk the fields above are sums of. For an engine
+    /// ([`Engine::plan`]), what init actually carved (checked equal to
+    /// the plan, item by item).
+    pub items: ArenaItems,
 }
 
 fn overflow(what: &'static str) -> Error {
     Error::Overflow { what }
-}
-
-fn f32_bytes(n: usize, what: &'static str) -> Result<usize> {
-    Arena::bytes_for::<f32>(n).ok_or(overflow(what))
-}
-
-/// Scratch sizes for `hp` with weight types from the model.
-fn scratch_plan(model: &Model<'_>, p: &PlanParams) -> Result<(ScratchPlan, ScratchElems)> {
-    let hp: &Hparams = &model.hparams;
-    let b = p.max_batch as usize;
-    let dim = hp.dim as usize;
-    let q_dim = hp.q_dim() as usize;
-    let kv_dim = hp.kv_dim() as usize;
-    let ffn = hp.ffn_dim as usize;
-    let mul = |a: usize, c: usize, what| a.checked_mul(c).ok_or(overflow(what));
-
-    let x = mul(b, dim, "scratch x")?;
-    let attn_phase = mul(b, 2 * q_dim + 2 * kv_dim, "attention buffers")?;
-    let ffn_phase = mul(b, 2 * ffn, "feed-forward buffers")?;
-    let work = attn_phase.max(ffn_phase);
-
-    // Quantized activations: the widest input of any matmul, in the format
-    // its weight type needs. Inputs: dim (q, k, v, gate, up, output head),
-    // q_dim (attention output), ffn (down).
-    let mut act = 0usize;
-    let mut consider = |loc: &TensorLoc, cols: usize, rows: usize| -> Result<()> {
-        let ty = loc.ty().ok_or(Error::InvalidArgument {
-            what: "weight type unknown",
-        })?;
-        let fmt = act_format(ty)?;
-        let bytes = act_bytes(fmt, rows, cols).ok_or(overflow("activation buffer"))?;
-        act = act.max(bytes);
-        Ok(())
-    };
-    let mut first_err: Option<Error> = None;
-    crate::model::build_index(&model.gguf, hp, |_, l| {
-        for (loc, cols) in [
-            (l.wq, dim),
-            (l.wk, dim),
-            (l.wv, dim),
-            (l.wo, q_dim),
-            (l.w_gate, dim),
-            (l.w_up, dim),
-            (l.w_down, ffn),
-        ] {
-            if let Err(e) = consider(&loc, cols, b) {
-                first_err.get_or_insert(e);
-            }
-        }
-    })?;
-    if let Some(e) = first_err {
-        return Err(e);
-    }
-    consider(&model.globals.output, dim, b)?;
-
-    let group = hp.gqa_group() as usize;
-    let per_task = mul(
-        group,
-        attn_slot_per_head(p.page_tokens, hp.head_dim),
-        "attention scratch",
-    )?;
-    let attn = mul(p.threads as usize, per_task, "attention scratch")?;
-    let rope = mul(b, hp.rope_dim as usize, "rope scratch")?;
-    let logits = mul(p.max_outputs as usize, hp.vocab as usize, "logits")?;
-    let candidates = hp.vocab as usize;
-
-    let elems = ScratchElems {
-        x,
-        xb: x,
-        work,
-        act_bytes: act,
-        attn,
-        rope,
-        logits,
-        candidates,
-    };
-    let plan = ScratchPlan {
-        x: f32_bytes(x, "scratch x")?,
-        xb: f32_bytes(x, "scratch xb")?,
-        work: f32_bytes(work, "scratch work")?,
-        act: Arena::round(act).ok_or(overflow("activation buffer"))?,
-        attn: f32_bytes(attn, "attention scratch")?,
-        rope: f32_bytes(rope, "rope scratch")?,
-        logits: f32_bytes(logits, "logits")?,
-        candidates: Arena::bytes_for::<crate::sample::Candidate>(candidates)
-            .ok_or(overflow("candidates"))?,
-    };
-    Ok((plan, elems))
-}
-
-/// f32 values of attention state per query head: scores of one page, the
-/// running output, and the running max and sum. Saturating: on a 32-bit
-/// target two `u32`s overflow `usize`, and the checked products that use
-/// this refuse a saturated width.
-pub fn attn_slot_per_head(page_tokens: u32, head_dim: u32) -> usize {
-    (page_tokens as usize)
-        .saturating_add(head_dim as usize)
-        .saturating_add(2)
-}
-
-fn fixed_part(model: &Model<'_>, p: &PlanParams) -> Result<Fixed> {
-    let hp = &model.hparams;
-    hp.validate()?;
-    p.check_for(hp)?;
-    let geometry = KvGeometry::new(
-        hp.n_layers as usize,
-        hp.n_kv_heads as usize,
-        hp.head_dim as usize,
-        p.kv_type,
-        p.page_tokens as usize,
-    )?;
-    let (scratch, elems) = scratch_plan(model, p)?;
-    let max_pages = p.ctx_limit(hp.ctx_train).div_ceil(p.page_tokens);
-    Ok(Fixed {
-        weights: model.globals.weights_bytes,
-        engine: Arena::bytes_for::<Engine<'static>>(1).ok_or(overflow("engine state"))?,
-        index: Arena::bytes_for::<LayerIndex>(hp.n_layers as usize)
-            .ok_or(overflow("model index"))?,
-        tokenizer: tokenizer_bytes(model, &p.tokenizer)?,
-        geometry,
-        scratch,
-        elems,
-        max_pages,
-    })
 }
 
 /// Whether the model carries a tokenizer (`tokenizer.ggml.model`). Without
@@ -416,52 +226,204 @@ pub fn has_tokenizer(model: &Model<'_>) -> Result<bool> {
     Ok(model.gguf.get("tokenizer.ggml.model")?.is_some())
 }
 
-fn tokenizer_bytes(model: &Model<'_>, opts: &TokenizerOptions) -> Result<usize> {
-    if has_tokenizer(model)? {
-        Tokenizer::arena_bytes(&model.gguf, opts)
-    } else {
-        Ok(0)
+/// The name of the engine state item.
+pub const ENGINE_STATE: &str = "engine state";
+/// The name of the model index item.
+pub const MODEL_INDEX: &str = "model index";
+
+/// What [`EngineLayout::carve`] yields, one field per item (or group).
+pub(crate) struct EngineParts<'a, Y: Yield<'a>> {
+    pub(crate) layers: Y::Slice<LayerIndex>,
+    pub(crate) tokenizer: Option<TableSlices<'a, Y>>,
+    pub(crate) kv: KvParts<'a, Y>,
+    pub(crate) scratch: Scratch<'a, Y>,
+    pub(crate) state: Y::Slot<Engine<'a>>,
+}
+
+/// Everything that sizes an engine's arena, as counts: computed once from
+/// the model and the parameters (the expensive part: reading the
+/// tokenizer's metadata and every weight's type), then walked for any page
+/// count.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct EngineLayout {
+    pub(crate) weights_in_place: u64,
+    pub(crate) n_layers: usize,
+    pub(crate) tokenizer: Option<TableCounts>,
+    pub(crate) kv: KvGeometry,
+    pub(crate) scratch: ScratchElems,
+    /// The most pages the context limit allows.
+    pub(crate) max_pages: u32,
+    /// The fixed context asked for (0: fill a budget).
+    pub(crate) ctx_tokens: u32,
+}
+
+impl EngineLayout {
+    /// The layout for `model` with `p` (hyperparameters and counts checked
+    /// against their caps and the training context first: a hand-made
+    /// `Model` has not been through `Model::from_bytes`).
+    pub(crate) fn new(model: &Model<'_>, p: &PlanParams) -> Result<EngineLayout> {
+        let hp = &model.hparams;
+        hp.validate()?;
+        p.check_for(hp)?;
+        let kv = KvGeometry::new(
+            hp.n_layers as usize,
+            hp.n_kv_heads as usize,
+            hp.head_dim as usize,
+            p.kv_type,
+            p.page_tokens as usize,
+        )?;
+        let tokenizer = if has_tokenizer(model)? {
+            Some(Tokenizer::table_counts(&model.gguf, &p.tokenizer)?)
+        } else {
+            None
+        };
+        let shape = ArchSpec::from_hparams(hp).scratch_shape()?;
+        let scratch = shape.elems(&p.scratch(), act_bytes(model, p.max_batch as usize)?)?;
+        Ok(EngineLayout {
+            weights_in_place: model.globals.weights_bytes,
+            n_layers: hp.n_layers as usize,
+            tokenizer,
+            kv,
+            scratch,
+            max_pages: pages_for(p.ctx_limit(hp.ctx_train), p.page_tokens),
+            ctx_tokens: p.ctx_tokens,
+        })
+    }
+
+    /// Every arena item of an engine with `pages` KV pages, in carve order:
+    /// the one description the plan counts and init carves.
+    pub(crate) fn carve<'a, C: Carver<'a>>(
+        &self,
+        c: &mut C,
+        pages: u32,
+    ) -> Result<EngineParts<'a, C::Out>> {
+        Ok(EngineParts {
+            layers: c.slice::<LayerIndex>(ItemGroup::ModelIndex, MODEL_INDEX, self.n_layers)?,
+            tokenizer: match &self.tokenizer {
+                Some(t) => Some(t.carve(c)?),
+                None => None,
+            },
+            kv: KvCache::carve(c, &self.kv, pages)?,
+            scratch: Scratch::carve(c, &self.scratch)?,
+            state: c.slot::<Engine<'a>>(ItemGroup::State, ENGINE_STATE)?,
+        })
+    }
+
+    /// The plan with `pages` KV pages: the counted walk.
+    pub(crate) fn plan(&self, pages: u32) -> Result<MemoryPlan> {
+        let mut counter = Counter::new();
+        let parts = self.carve(&mut counter, pages)?;
+        let items = *counter.items();
+        let page_bytes = self.kv.page_bytes().ok_or(overflow("KV page"))?;
+        let page_tokens = self.kv.page_tokens as u32;
+        let ctx_tokens = if self.ctx_tokens > 0 {
+            self.ctx_tokens
+        } else {
+            pages.saturating_mul(page_tokens)
+        };
+        Ok(MemoryPlan {
+            weights_in_place_bytes: self.weights_in_place,
+            weights_converted_bytes: 0,
+            engine_state_bytes: items.group_bytes(ItemGroup::State),
+            model_index_bytes: items.group_bytes(ItemGroup::ModelIndex),
+            tokenizer_bytes: items.group_bytes(ItemGroup::Tokenizer),
+            kv_bytes_per_token: self.kv.bytes_per_token().ok_or(overflow("KV"))?,
+            kv_page_tokens: page_tokens,
+            kv_bytes_per_page: Slab::stride(page_bytes).ok_or(overflow("KV page"))?,
+            kv_pages: pages,
+            kv_pool_bytes: items.group_bytes(ItemGroup::KvPool),
+            page_table_bytes: items.group_bytes(ItemGroup::KvPageTable),
+            ctx_tokens,
+            scratch: ScratchPlan::of(&parts.scratch),
+            scratch_elems: self.scratch,
+            total_bytes: counter.used(),
+            items,
+        })
+    }
+
+    /// The plan for a fixed context (`ctx_tokens > 0`): whole pages.
+    pub(crate) fn plan_fixed(&self) -> Result<MemoryPlan> {
+        if self.ctx_tokens == 0 {
+            return Err(Error::InvalidArgument {
+                what: "a plan without a budget needs ctx_tokens > 0",
+            });
+        }
+        self.plan(pages_for(self.ctx_tokens, self.kv.page_tokens as u32))
+    }
+
+    /// The plan for a budget (see [`plan_for_budget`]).
+    pub(crate) fn plan_for_budget(&self, budget_bytes: usize) -> Result<MemoryPlan> {
+        if self.ctx_tokens > 0 {
+            let p = self.plan_fixed()?;
+            if p.total_bytes > budget_bytes {
+                return Err(Error::Budget {
+                    what: "engine (plan total)",
+                    needed: p.total_bytes,
+                    available: budget_bytes,
+                });
+            }
+            return Ok(p);
+        }
+        let fits = |pages: u32| -> bool {
+            self.plan(pages)
+                .map(|p| p.total_bytes <= budget_bytes)
+                .unwrap_or(false)
+        };
+        if !fits(1) {
+            let needed = self.plan(1)?.total_bytes;
+            return Err(Error::Budget {
+                what: "engine with one KV page",
+                needed,
+                available: budget_bytes,
+            });
+        }
+        // Largest page count that fits: the total is monotone in pages.
+        let (mut lo, mut hi) = (1u32, self.max_pages.max(1));
+        if fits(hi) {
+            lo = hi;
+        }
+        while lo < hi {
+            let mid = lo + (hi - lo).div_ceil(2);
+            if fits(mid) {
+                lo = mid;
+            } else {
+                hi = mid - 1;
+            }
+        }
+        self.plan(lo)
     }
 }
 
-/// Bytes of the page table for `pages` pages (one [`crate::mem::BlockId`] each).
-fn page_table_bytes(pages: u32) -> Option<usize> {
-    Arena::bytes_for::<crate::mem::BlockId>(pages as usize)
+/// KV pages that hold `ctx_tokens` tokens: whole pages.
+fn pages_for(ctx_tokens: u32, page_tokens: u32) -> u32 {
+    ctx_tokens.div_ceil(page_tokens.max(1))
 }
 
-fn assemble(f: &Fixed, pages: u32) -> Result<MemoryPlan> {
-    let page_bytes = f.geometry.page_bytes().ok_or(overflow("KV page"))?;
-    let kv_pool = Slab::bytes_needed(page_bytes, pages).ok_or(overflow("KV pool"))?;
-    let table = page_table_bytes(pages).ok_or(overflow("page table"))?;
-    let total = [
-        f.engine,
-        f.index,
-        f.tokenizer,
-        kv_pool,
-        table,
-        f.scratch.total(),
-    ]
-    .iter()
-    .try_fold(0usize, |acc, &v| acc.checked_add(v))
-    .ok_or(overflow("arena total"))?;
-    let page_tokens = f.geometry.page_tokens as u32;
-    Ok(MemoryPlan {
-        weights_in_place_bytes: f.weights,
-        weights_converted_bytes: 0,
-        engine_state_bytes: f.engine,
-        model_index_bytes: f.index,
-        tokenizer_bytes: f.tokenizer,
-        kv_bytes_per_token: f.geometry.bytes_per_token().ok_or(overflow("KV"))?,
-        kv_page_tokens: page_tokens,
-        kv_bytes_per_page: Arena::round(page_bytes).ok_or(overflow("KV page"))?,
-        kv_pages: pages,
-        kv_pool_bytes: kv_pool,
-        page_table_bytes: table,
-        ctx_tokens: pages.saturating_mul(page_tokens),
-        scratch: f.scratch,
-        scratch_elems: f.elems,
-        total_bytes: total,
-    })
+/// The widest quantized activation any matmul of `model` needs for `rows`
+/// rows: each weight's input width in the format its type calls for.
+fn act_bytes(model: &Model<'_>, rows: usize) -> Result<usize> {
+    let format = |loc: &TensorLoc| -> Result<(crate::kernels::ActFormat, usize)> {
+        let ty = loc.ty().ok_or(Error::InvalidArgument {
+            what: "weight type unknown",
+        })?;
+        Ok((act_format(ty)?, loc.cols as usize))
+    };
+    let mut widest = widest_act_bytes(rows, [format(&model.globals.output)?])?;
+    let mut first_err: Option<Error> = None;
+    crate::model::build_index(&model.gguf, &model.hparams, |_, l| {
+        for loc in [l.wq, l.wk, l.wv, l.wo, l.w_gate, l.w_up, l.w_down] {
+            match format(&loc).and_then(|f| widest_act_bytes(rows, [f])) {
+                Ok(bytes) => widest = widest.max(bytes),
+                Err(e) => {
+                    first_err.get_or_insert(e);
+                }
+            }
+        }
+    })?;
+    match first_err {
+        Some(e) => Err(e),
+        None => Ok(widest),
+    }
 }
 
 /// The plan for a fixed context (`params.ctx_tokens > 0`).
@@ -474,11 +436,7 @@ pub fn plan(model: &Model<'_>, params: &PlanParams) -> Result<MemoryPlan> {
             what: "a plan without a budget needs ctx_tokens > 0",
         });
     }
-    let f = fixed_part(model, params)?;
-    let pages = params.ctx_tokens.div_ceil(params.page_tokens);
-    let mut plan = assemble(&f, pages)?;
-    plan.ctx_tokens = params.ctx_tokens;
-    Ok(plan)
+    EngineLayout::new(model, params)?.plan_fixed()
 }
 
 /// The plan for a budget of `budget_bytes` (from a 64-byte-aligned start).
@@ -492,45 +450,7 @@ pub fn plan_for_budget(
     params: &PlanParams,
     budget_bytes: usize,
 ) -> Result<MemoryPlan> {
-    if params.ctx_tokens > 0 {
-        let p = plan(model, params)?;
-        if p.total_bytes > budget_bytes {
-            return Err(Error::Budget {
-                what: "engine (plan total)",
-                needed: p.total_bytes,
-                available: budget_bytes,
-            });
-        }
-        return Ok(p);
-    }
-    let f = fixed_part(model, params)?;
-    let fits = |pages: u32| -> bool {
-        assemble(&f, pages)
-            .map(|p| p.total_bytes <= budget_bytes)
-            .unwrap_or(false)
-    };
-    if !fits(1) {
-        let needed = assemble(&f, 1)?.total_bytes;
-        return Err(Error::Budget {
-            what: "engine with one KV page",
-            needed,
-            available: budget_bytes,
-        });
-    }
-    // Largest page count that fits: total is monotone in pages.
-    let (mut lo, mut hi) = (1u32, f.max_pages.max(1));
-    if fits(hi) {
-        lo = hi;
-    }
-    while lo < hi {
-        let mid = lo + (hi - lo).div_ceil(2);
-        if fits(mid) {
-            lo = mid;
-        } else {
-            hi = mid - 1;
-        }
-    }
-    assemble(&f, lo)
+    EngineLayout::new(model, params)?.plan_for_budget(budget_bytes)
 }
 
 /// The largest context (in tokens, whole pages, at most
@@ -595,19 +515,22 @@ mod tests {
         assert_eq!(s.work, 6144);
         // f32 weights need no quantized activations.
         assert_eq!(s.act, 0);
-        // Attention: 2 threads x 2 heads per KV head x (16 + 16 + 2) = 136 f32 = 544 -> 576.
-        assert_eq!(s.attn, 576);
+        // Attention: 2 threads x 2 heads per KV head x 16 page scores = 64 f32 = 256.
+        assert_eq!(s.attn, 256);
         // RoPE: 8 rows x 16 cos/sin values = 128 f32 = 512.
         assert_eq!(s.rope, 512);
         // Logits: 2 rows x 300 f32 = 2,400 -> 2,432; candidates 300 x 8 = 2,400 -> 2,432.
         assert_eq!((s.logits, s.candidates), (2432, 2432));
-        assert_eq!(s.total(), 16_192);
-        // Total: index 768 + KV 16,448 + table 64 + scratch 16,192 + tokenizer + engine.
+        assert_eq!(s.total(), 15_872);
+        // Total: index 768 + KV 16,448 + table 64 + scratch 15,872 + tokenizer + engine.
         assert_eq!(
             p.total_bytes,
-            768 + 16_448 + 64 + 16_192 + p.tokenizer_bytes + p.engine_state_bytes
+            768 + 16_448 + 64 + 15_872 + p.tokenizer_bytes + p.engine_state_bytes
         );
-        assert_eq!(p.items().iter().map(|i| i.1).sum::<usize>(), p.total_bytes);
+        assert_eq!(
+            p.items.iter().map(|i| i.bytes).sum::<usize>(),
+            p.total_bytes
+        );
         assert_eq!(p.engine_state_bytes % 64, 0);
         // Weights stay in the model bytes.
         assert_eq!(p.weights_converted_bytes, 0);

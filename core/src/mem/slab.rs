@@ -11,6 +11,7 @@
 //! it, so a handle from one slab is refused by another.
 
 use super::arena::Arena;
+use super::carve::{Carved, Carver, Counter, ItemGroup, Yield};
 use crate::error::{Error, Result, SlabError};
 
 /// Link value of a taken block.
@@ -37,6 +38,17 @@ impl BlockId {
 // value (an all-zero handle is simply refused by `check` unless it matches).
 unsafe impl crate::mem::Pod for BlockId {}
 
+/// What [`Slab::carve`] yields: the block area and the link table (real
+/// slices when carved, spans when counted).
+pub struct SlabParts<'a, Y: Yield<'a>> {
+    /// `blocks x stride` bytes of blocks.
+    pub data: Y::Slice<u8>,
+    /// One link per block.
+    pub links: Y::Slice<u32>,
+    /// Bytes between block starts ([`Slab::stride`]).
+    pub stride: usize,
+}
+
 /// Equal-size blocks with O(1) take and give back.
 pub struct Slab<'a> {
     data: &'a mut [u8],
@@ -51,22 +63,23 @@ impl<'a> Slab<'a> {
     /// Largest block count a slab accepts (indices must stay below the link markers).
     pub const MAX_BLOCKS: u32 = u32::MAX - 2;
 
-    /// Arena bytes a slab of `blocks` blocks of `block_bytes` takes:
-    /// the rounded block area plus the rounded link table. `None` on overflow.
-    pub fn bytes_needed(block_bytes: usize, blocks: u32) -> Option<usize> {
-        let stride = Arena::round(block_bytes)?;
-        let data = Arena::round(stride.checked_mul(blocks as usize)?)?;
-        let links = Arena::bytes_for::<u32>(blocks as usize)?;
-        data.checked_add(links)
+    /// Bytes between the starts of two blocks: `block_bytes` rounded up to
+    /// [`ARENA_ALIGN`](super::ARENA_ALIGN), so every block is aligned.
+    pub fn stride(block_bytes: usize) -> Option<usize> {
+        Arena::round(block_bytes)
     }
 
-    /// Carves a slab of `blocks` blocks of at least `block_bytes` each.
-    pub fn new(
-        arena: &mut Arena<'a>,
+    /// The slab's items, the one description of its arena bytes: `blocks x
+    /// stride` bytes of blocks named `names.0`, then one `u32` link per
+    /// block named `names.1`, both in `group`. Counted, it sizes the slab;
+    /// carved, it yields the parts [`Slab::from_parts`] builds it from.
+    pub fn carve<'c, C: Carver<'c>>(
+        c: &mut C,
+        group: ItemGroup,
+        names: (&'static str, &'static str),
         block_bytes: usize,
         blocks: u32,
-        what: &'static str,
-    ) -> Result<Slab<'a>> {
+    ) -> Result<SlabParts<'c, C::Out>> {
         if blocks > Self::MAX_BLOCKS {
             return Err(Error::InvalidArgument {
                 what: "slab block count exceeds Slab::MAX_BLOCKS",
@@ -77,11 +90,39 @@ impl<'a> Slab<'a> {
                 what: "slab block size is zero",
             });
         }
-        let stride = Arena::round(block_bytes).ok_or(Error::Overflow { what })?;
-        let total = stride
-            .checked_mul(blocks as usize)
-            .ok_or(Error::Overflow { what })?;
-        // Check the whole footprint first so a failure leaves the arena untouched.
+        let overflow = Error::Overflow { what: names.0 };
+        let stride = Self::stride(block_bytes).ok_or(overflow)?;
+        let total = stride.checked_mul(blocks as usize).ok_or(overflow)?;
+        Ok(SlabParts {
+            data: c.slice::<u8>(group, names.0, total)?,
+            links: c.slice::<u32>(group, names.1, blocks as usize)?,
+            stride,
+        })
+    }
+
+    /// Arena bytes a slab of `blocks` blocks of `block_bytes` takes (the
+    /// counted [`Slab::carve`]). `None` on overflow or a refused size.
+    pub fn bytes_needed(block_bytes: usize, blocks: u32) -> Option<usize> {
+        let mut counter = Counter::new();
+        Slab::carve(
+            &mut counter,
+            ItemGroup::KvPool,
+            ("", ""),
+            block_bytes,
+            blocks,
+        )
+        .ok()?;
+        Some(counter.used())
+    }
+
+    /// Carves a slab of `blocks` blocks of at least `block_bytes` each. The
+    /// whole footprint is checked first, so a failure leaves the arena untouched.
+    pub fn new(
+        arena: &mut Arena<'a>,
+        block_bytes: usize,
+        blocks: u32,
+        what: &'static str,
+    ) -> Result<Slab<'a>> {
         let needed = Self::bytes_needed(block_bytes, blocks).ok_or(Error::Overflow { what })?;
         if needed > arena.remaining() {
             return Err(Error::Budget {
@@ -90,8 +131,18 @@ impl<'a> Slab<'a> {
                 available: arena.remaining(),
             });
         }
-        let data = arena.take_bytes(total, what)?;
-        let links = arena.take_slice::<u32>(blocks as usize, what)?;
+        let parts = Slab::carve(arena, ItemGroup::KvPool, (what, what), block_bytes, blocks)?;
+        Ok(Slab::from_parts(parts))
+    }
+
+    /// The slab over carved parts (see [`Slab::carve`]): every block free.
+    pub fn from_parts(parts: SlabParts<'a, Carved>) -> Slab<'a> {
+        let SlabParts {
+            data,
+            links,
+            stride,
+        } = parts;
+        let blocks = links.len() as u32;
         for (i, link) in links.iter_mut().enumerate() {
             let next = i as u32 + 1;
             *link = if next < blocks { next } else { END };
@@ -99,14 +150,14 @@ impl<'a> Slab<'a> {
         // Mix the block area's address into a tag that identifies this slab.
         let addr = data.as_ptr() as usize as u64;
         let tag = ((addr >> 6) ^ (addr >> 32) ^ 0x9E37_79B9) as u32;
-        Ok(Slab {
+        Slab {
             data,
             links,
             block_bytes: stride,
             free_head: if blocks > 0 { 0 } else { END },
             free_count: blocks,
             tag,
-        })
+        }
     }
 
     /// Bytes in each block (the requested size rounded up to 64).

@@ -11,7 +11,7 @@
 
 use super::heap::Heap;
 use super::tables::{Tables, NONE};
-use super::Sink;
+use super::{Sink, SCRATCH_ARRAYS};
 use crate::error::{Error, Result, TokenizerError};
 
 /// Per-symbol scratch arrays, each at least `max_piece_bytes` long.
@@ -32,16 +32,19 @@ pub(crate) struct Symbols<'s> {
 }
 
 impl<'s> Symbols<'s> {
-    /// Splits `scratch` into the eight arrays of `cap` entries each.
+    /// Splits `scratch` into the [`SCRATCH_ARRAYS`] arrays of `cap` entries
+    /// each (shorter if `scratch` is): the count the planner sized the
+    /// encode scratch with, so a different number of arrays here does not
+    /// compile.
     pub(crate) fn new(scratch: &'s mut [u32], cap: usize) -> Symbols<'s> {
-        let (next, rest) = scratch.split_at_mut(cap.min(scratch.len()));
-        let (prev, rest) = rest.split_at_mut(cap.min(rest.len()));
-        let (id, rest) = rest.split_at_mut(cap.min(rest.len()));
-        let (heap, rest) = rest.split_at_mut(cap.min(rest.len()));
-        let (pos, rest) = rest.split_at_mut(cap.min(rest.len()));
-        let (prio, rest) = rest.split_at_mut(cap.min(rest.len()));
-        let (aux, rest) = rest.split_at_mut(cap.min(rest.len()));
-        let (start, _) = rest.split_at_mut(cap.min(rest.len()));
+        let mut rest = scratch;
+        let [next, prev, id, heap, pos, prio, aux, start]: [&'s mut [u32]; SCRATCH_ARRAYS] =
+            core::array::from_fn(|_| {
+                let all = core::mem::take(&mut rest);
+                let (array, tail) = all.split_at_mut(cap.min(all.len()));
+                rest = tail;
+                array
+            });
         Symbols {
             next,
             prev,

@@ -1,5 +1,6 @@
-//! Building the tables from GGUF metadata: what `new` carves and what
-//! `arena_bytes` predicts, from one [`Plan`] so the two cannot drift apart.
+//! Building the tables from GGUF metadata. [`TableCounts::carve`] is the
+//! one description of the tables' arena items: counted, it is what
+//! `arena_bytes` and the planner report; carved, it is what `new` fills.
 //!
 //! # Arena layout (in this order, each item 64-byte aligned and rounded)
 //!
@@ -29,7 +30,7 @@ use super::tables::{attr, ModelKind, Scores, SpecialIds, Tables, MAX_EOG, MAX_SP
 use super::{bytes_map, PreTokenizer, TokenizerOptions, SCRATCH_ARRAYS};
 use crate::error::{Error, Name, Result, TokenizerError};
 use crate::gguf::{ArrayView, Gguf, Value, ValueType};
-use crate::mem::Arena;
+use crate::mem::{Carved, Carver, ItemGroup, Yield};
 
 const KEY_MODEL: &str = "tokenizer.ggml.model";
 const KEY_PRE: &str = "tokenizer.ggml.pre";
@@ -173,6 +174,56 @@ pub(crate) struct Plan<'a> {
     n_merges: usize,
     n_typed_special: usize,
     max_piece: usize,
+}
+
+/// Everything that sizes the tables, as plain counts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct TableCounts {
+    n_vocab: usize,
+    vocab_slots: usize,
+    special_slots: usize,
+    n_merges: usize,
+    merge_slots: usize,
+    scratch_words: usize,
+    scratch_text: usize,
+}
+
+/// What [`TableCounts::carve`] yields, one field per arena item.
+pub(crate) struct TableSlices<'a, Y: Yield<'a>> {
+    text_start: Y::Slice<u32>,
+    attrs: Y::Slice<u8>,
+    vocab_slots: Y::Slice<u32>,
+    special_slots: Y::Slice<u32>,
+    special_first: Y::Slice<u64>,
+    special_second: Y::Slice<u64>,
+    merge_pairs: Y::Slice<u64>,
+    merge_result: Y::Slice<u32>,
+    merge_slots: Y::Slice<u32>,
+    byte_ids: Y::Slice<u32>,
+    scratch: Y::Slice<u32>,
+    scratch_text: Y::Slice<u8>,
+}
+
+impl TableCounts {
+    /// The tables' arena items, in order: the one list (see the module doc).
+    pub(crate) fn carve<'a, C: Carver<'a>>(&self, c: &mut C) -> Result<TableSlices<'a, C::Out>> {
+        const G: ItemGroup = ItemGroup::Tokenizer;
+        let n = self.n_vocab;
+        Ok(TableSlices {
+            text_start: c.slice(G, "tokenizer: token text offsets", n.saturating_add(1))?,
+            attrs: c.slice(G, "tokenizer: token attributes", n)?,
+            vocab_slots: c.slice(G, "tokenizer: vocabulary hash", self.vocab_slots)?,
+            special_slots: c.slice(G, "tokenizer: special-token hash", self.special_slots)?,
+            special_first: c.slice(G, "tokenizer: special first-byte masks", 256)?,
+            special_second: c.slice(G, "tokenizer: special second-byte sets", 1024)?,
+            merge_pairs: c.slice(G, "tokenizer: merge pairs", self.n_merges)?,
+            merge_result: c.slice(G, "tokenizer: merge results", self.n_merges)?,
+            merge_slots: c.slice(G, "tokenizer: merge hash", self.merge_slots)?,
+            byte_ids: c.slice(G, "tokenizer: byte tokens", 256)?,
+            scratch: c.slice(G, "tokenizer: encode scratch", self.scratch_words)?,
+            scratch_text: c.slice(G, "tokenizer: encode text", self.scratch_text)?,
+        })
+    }
 }
 
 fn get<'a>(gguf: &Gguf<'a>, key: &str) -> Result<Option<Value<'a>>> {
@@ -340,65 +391,52 @@ impl<'a> Plan<'a> {
         }
     }
 
-    fn scratch_words(&self) -> Result<usize> {
-        self.max_piece
-            .checked_mul(SCRATCH_ARRAYS)
-            .ok_or(overflow("tokenizer scratch"))
+    /// The counts that size the tables (no borrow of the file).
+    pub(crate) fn counts(&self) -> Result<TableCounts> {
+        Ok(TableCounts {
+            n_vocab: self.n_vocab,
+            vocab_slots: self.vocab_slots()?,
+            special_slots: self.special_slots()?,
+            n_merges: self.n_merges,
+            merge_slots: self.merge_slots()?,
+            scratch_words: self
+                .max_piece
+                .checked_mul(SCRATCH_ARRAYS)
+                .ok_or(overflow("tokenizer scratch"))?,
+            scratch_text: match self.kind {
+                ModelKind::Spm => self.max_piece,
+                ModelKind::Bpe => 0,
+            },
+        })
     }
 
-    fn scratch_text(&self) -> usize {
-        match self.kind {
-            ModelKind::Spm => self.max_piece,
-            ModelKind::Bpe => 0,
-        }
-    }
-
-    /// Bytes `carve` takes from an arena: the sum of the rounded items.
-    pub(crate) fn arena_bytes(&self) -> Result<usize> {
-        let items = [
-            Arena::bytes_for::<u32>(self.n_vocab + 1),
-            Arena::bytes_for::<u8>(self.n_vocab),
-            Arena::bytes_for::<u32>(self.vocab_slots()?),
-            Arena::bytes_for::<u32>(self.special_slots()?),
-            Arena::bytes_for::<u64>(256),
-            Arena::bytes_for::<u64>(1024),
-            Arena::bytes_for::<u64>(self.n_merges),
-            Arena::bytes_for::<u32>(self.n_merges),
-            Arena::bytes_for::<u32>(self.merge_slots()?),
-            Arena::bytes_for::<u32>(256),
-            Arena::bytes_for::<u32>(self.scratch_words()?),
-            Arena::bytes_for::<u8>(self.scratch_text()),
-        ];
-        let mut total = 0usize;
-        for item in items {
-            let b = item.ok_or(overflow("tokenizer tables"))?;
-            total = total.checked_add(b).ok_or(overflow("tokenizer tables"))?;
-        }
-        Ok(total)
-    }
-
-    /// Carves and fills the tables; returns them with the scratch.
-    pub(crate) fn carve(
+    /// Fills carved tables (from [`TableCounts::carve`] of this plan's
+    /// counts); returns them with the encode scratch.
+    pub(crate) fn fill(
         self,
         gguf: &Gguf<'a>,
-        arena: &mut Arena<'a>,
+        slices: TableSlices<'a, Carved>,
     ) -> Result<(Tables<'a>, &'a mut [u32], &'a mut [u8])> {
         let n = self.n_vocab;
-        let text_start = arena.take_slice::<u32>(n + 1, "tokenizer token offsets")?;
-        let attrs = arena.take_slice::<u8>(n, "tokenizer token attributes")?;
-        let vocab_slots =
-            arena.take_slice::<u32>(self.vocab_slots()?, "tokenizer vocabulary hash")?;
-        let special_slots =
-            arena.take_slice::<u32>(self.special_slots()?, "tokenizer special-token hash")?;
-        let special_first = arena.take_slice::<u64>(256, "tokenizer special-token masks")?;
-        let special_second = arena.take_slice::<u64>(1024, "tokenizer special-token masks")?;
-        let merge_pairs = arena.take_slice::<u64>(self.n_merges, "tokenizer merges")?;
-        let merge_result = arena.take_slice::<u32>(self.n_merges, "tokenizer merges")?;
-        let merge_slots = arena.take_slice::<u32>(self.merge_slots()?, "tokenizer merge hash")?;
-        let byte_ids = arena.take_slice::<u32>(256, "tokenizer byte tokens")?;
-        let scratch = arena.take_slice::<u32>(self.scratch_words()?, "tokenizer encode scratch")?;
-        let scratch_text =
-            arena.take_slice::<u8>(self.scratch_text(), "tokenizer encode scratch")?;
+        let TableSlices {
+            text_start,
+            attrs,
+            vocab_slots,
+            special_slots,
+            special_first,
+            special_second,
+            merge_pairs,
+            merge_result,
+            merge_slots,
+            byte_ids,
+            scratch,
+            scratch_text,
+        } = slices;
+        if text_start.len() != n + 1 || attrs.len() != n || merge_pairs.len() != self.n_merges {
+            return Err(Error::InvalidArgument {
+                what: "internal: tokenizer tables carved for another vocabulary",
+            });
+        }
 
         // Token text offsets: each string is a u64 length then the bytes.
         let strings = self.tokens.raw_bytes();

@@ -60,7 +60,9 @@ pub use tables::ModelKind;
 
 use crate::error::{Error, Result, TokenizerError};
 use crate::gguf::Gguf;
-use crate::mem::Arena;
+use crate::mem::carve::check_carved;
+use crate::mem::{Arena, ArenaItems, Carved, Carver, Counter, ItemGroup, Logged, Yield};
+pub(crate) use load::{TableCounts, TableSlices};
 use special::Frag;
 use tables::{attr, Tables};
 
@@ -156,6 +158,12 @@ impl Sink<'_> {
     }
 }
 
+/// What a standalone tokenizer's walk yields: its tables and its own place.
+struct StandaloneParts<'a, Y: Yield<'a>> {
+    tables: TableSlices<'a, Y>,
+    state: Y::Slot<Tokenizer<'a>>,
+}
+
 /// A tokenizer whose tables live in an arena and whose strings live in the
 /// GGUF bytes. See the module doc.
 pub struct Tokenizer<'a> {
@@ -191,9 +199,12 @@ fn bad_id(id: u32, vocab: u32) -> Error {
 
 impl<'a> Tokenizer<'a> {
     /// Exactly the arena bytes [`Tokenizer::new`] carves for this GGUF and
-    /// these options (what the memory planner reserves).
+    /// these options (what the memory planner reserves): the counted
+    /// tables walk.
     pub fn arena_bytes(gguf: &Gguf<'_>, opts: &TokenizerOptions) -> Result<usize> {
-        load::Plan::new(gguf, opts)?.arena_bytes()
+        let mut counter = Counter::new();
+        load::Plan::new(gguf, opts)?.counts()?.carve(&mut counter)?;
+        Ok(counter.used())
     }
 
     /// Builds the tokenizer from `gguf`'s `tokenizer.*` metadata, carving its
@@ -205,7 +216,32 @@ impl<'a> Tokenizer<'a> {
         opts: &TokenizerOptions,
     ) -> Result<Tokenizer<'a>> {
         let plan = load::Plan::new(gguf, opts)?;
-        let (t, scratch, scratch_text) = plan.carve(gguf, arena)?;
+        let slices = plan.counts()?.carve(arena)?;
+        Tokenizer::fill(plan, gguf, opts, slices)
+    }
+
+    /// The counts that size the tables of `gguf` (what an engine's walk
+    /// carves for its tokenizer).
+    pub(crate) fn table_counts(gguf: &Gguf<'_>, opts: &TokenizerOptions) -> Result<TableCounts> {
+        load::Plan::new(gguf, opts)?.counts()
+    }
+
+    /// The tokenizer over tables carved by an enclosing walk (the engine's).
+    pub(crate) fn from_slices(
+        gguf: &Gguf<'a>,
+        opts: &TokenizerOptions,
+        slices: TableSlices<'a, Carved>,
+    ) -> Result<Tokenizer<'a>> {
+        Tokenizer::fill(load::Plan::new(gguf, opts)?, gguf, opts, slices)
+    }
+
+    fn fill(
+        plan: load::Plan<'a>,
+        gguf: &Gguf<'a>,
+        opts: &TokenizerOptions,
+        slices: TableSlices<'a, Carved>,
+    ) -> Result<Tokenizer<'a>> {
+        let (t, scratch, scratch_text) = plan.fill(gguf, slices)?;
         Ok(Tokenizer {
             t,
             scratch,
@@ -220,6 +256,58 @@ impl<'a> Tokenizer<'a> {
     #[cfg(test)]
     pub(crate) fn last_work(&self) -> u64 {
         self.last_work
+    }
+
+    /// A standalone tokenizer's arena items: its tables, then the
+    /// tokenizer itself. The one description both
+    /// [`Tokenizer::standalone_plan`] counts and [`Tokenizer::new_in`] carves.
+    fn standalone_walk<'c, C: Carver<'c>>(
+        counts: &TableCounts,
+        c: &mut C,
+    ) -> Result<StandaloneParts<'c, C::Out>> {
+        Ok(StandaloneParts {
+            tables: counts.carve(c)?,
+            state: c.slot::<Tokenizer<'c>>(ItemGroup::State, "tokenizer state")?,
+        })
+    }
+
+    /// The arena a standalone tokenizer ([`Tokenizer::new_in`]) takes,
+    /// item by item; `.total()` is the bytes (from a 64-byte-aligned start).
+    pub fn standalone_plan(gguf: &Gguf<'_>, opts: &TokenizerOptions) -> Result<ArenaItems> {
+        let mut counter = Counter::new();
+        Tokenizer::standalone_walk(&Tokenizer::table_counts(gguf, opts)?, &mut counter)?;
+        Ok(*counter.items())
+    }
+
+    /// A standalone tokenizer: its tables and the tokenizer itself carved
+    /// from `arena`, exactly the items of [`Tokenizer::standalone_plan`]
+    /// (checked item by item). An arena too small is refused before
+    /// anything is carved, with needed and available bytes.
+    pub fn new_in(
+        gguf: &Gguf<'a>,
+        arena: &mut Arena<'a>,
+        opts: &TokenizerOptions,
+    ) -> Result<&'a mut Tokenizer<'a>> {
+        let plan = load::Plan::new(gguf, opts)?;
+        let counts = plan.counts()?;
+        let mut counter = Counter::new();
+        Tokenizer::standalone_walk(&counts, &mut counter)?;
+        if counter.used() > arena.remaining() {
+            return Err(Error::Budget {
+                what: "tokenizer",
+                needed: counter.used(),
+                available: arena.remaining(),
+            });
+        }
+        let mut logged = Logged::new(arena);
+        let parts = Tokenizer::standalone_walk(&counts, &mut logged)?;
+        check_carved(
+            counter.items(),
+            logged.items(),
+            "internal: tokenizer carving differs from its plan",
+        )?;
+        let tok = Tokenizer::fill(plan, gguf, opts, parts.tables)?;
+        Ok(parts.state.write(tok))
     }
 
     /// BPE or SentencePiece.

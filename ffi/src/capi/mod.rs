@@ -28,6 +28,7 @@ mod params;
 mod plan;
 mod tokenizer;
 pub(crate) mod versioned;
+mod whatif;
 
 pub use engine::*;
 pub use handles::{ALM_MAX_ENGINES, ALM_MAX_MODELS, ALM_MAX_TOKENIZERS};
@@ -35,6 +36,7 @@ pub use model::*;
 pub use params::*;
 pub use plan::*;
 pub use tokenizer::*;
+pub use whatif::*;
 
 use std::ffi::c_char;
 use std::fmt::{self, Write as _};

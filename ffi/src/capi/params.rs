@@ -45,6 +45,39 @@ pub enum alm_kv_type {
     ALM_KV_F32 = 2,
 }
 
+/// Every `alm_kv_type` value with its core type: the one table both
+/// directions read.
+const KV_TYPES: [(alm_kv_type, KvType); 3] = [
+    (alm_kv_type::ALM_KV_F16, KvType::F16),
+    (alm_kv_type::ALM_KV_Q8_0, KvType::Q8_0),
+    (alm_kv_type::ALM_KV_F32, KvType::F32),
+];
+
+impl alm_kv_type {
+    /// The C value of a core type.
+    pub(crate) fn of(t: KvType) -> u32 {
+        KV_TYPES
+            .iter()
+            .find(|(_, k)| *k == t)
+            .map_or(alm_kv_type::ALM_KV_F16, |(c, _)| *c) as u32
+    }
+
+    /// The core type of a C value; a value outside the enum is
+    /// `ALM_ERR_INVALID_ARGUMENT` with a message.
+    pub(crate) fn resolve(value: u32, err: &ErrBuf) -> Result<KvType, alm_status> {
+        KV_TYPES
+            .iter()
+            .find(|(c, _)| *c as u32 == value)
+            .map(|(_, k)| *k)
+            .ok_or_else(|| {
+                err.fail_with(
+                    alm_status::ALM_ERR_INVALID_ARGUMENT,
+                    format_args!("kv_type = {value} is not an alm_kv_type value (0 to 2)"),
+                )
+            })
+    }
+}
+
 /// Kernel paths (values of `alm_engine_params.kernel`; names from
 /// `alm_kernel_str`).
 #[repr(C)]
@@ -214,7 +247,7 @@ impl alm_engine_params {
             size: std::mem::size_of::<alm_engine_params>() as u32,
             ctx_tokens: d.ctx_tokens,
             allow_ctx_beyond_train: u32::from(d.allow_ctx_beyond_train),
-            kv_type: alm_kv_type::ALM_KV_F16 as u32,
+            kv_type: alm_kv_type::of(d.kv_type),
             page_tokens: d.page_tokens,
             max_batch: d.max_batch,
             max_outputs: d.max_outputs,
@@ -228,17 +261,7 @@ impl alm_engine_params {
     /// Checks every enum value and every count against its cap (cheap: no
     /// model needed) and converts.
     pub(crate) fn resolve(&self, err: &ErrBuf) -> Result<Resolved, alm_status> {
-        let kv_type = match self.kv_type {
-            0 => KvType::F16,
-            1 => KvType::Q8_0,
-            2 => KvType::F32,
-            v => {
-                return Err(err.fail_with(
-                    alm_status::ALM_ERR_INVALID_ARGUMENT,
-                    format_args!("kv_type = {v} is not an alm_kv_type value (0 to 2)"),
-                ))
-            }
-        };
+        let kv_type = alm_kv_type::resolve(self.kv_type, err)?;
         let Ok(kernel) = alm_kernel::path(self.kernel) else {
             return Err(err.fail_with(
                 alm_status::ALM_ERR_INVALID_ARGUMENT,

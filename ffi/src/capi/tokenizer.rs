@@ -120,14 +120,9 @@ pub unsafe extern "C" fn alm_engine_get_tokenizer(
 }
 
 /// Arena bytes of a standalone tokenizer for `g`: its tables plus the
-/// tokenizer struct.
+/// tokenizer struct, as core's one description of them counts.
 fn standalone_bytes(g: &Gguf<'_>) -> arenalm_core::Result<usize> {
-    let tables = Tokenizer::arena_bytes(g, &TokenizerOptions::default())?;
-    Arena::bytes_for::<Tokenizer<'static>>(1)
-        .and_then(|s| tables.checked_add(s))
-        .ok_or(Error::Overflow {
-            what: "tokenizer arena",
-        })
+    Ok(Tokenizer::standalone_plan(g, &TokenizerOptions::default())?.total())
 }
 
 /// Arena bytes `alm_tokenizer_create` needs for the GGUF in `bytes` (from a
@@ -246,9 +241,7 @@ pub unsafe extern "C" fn alm_tokenizer_create(
                 available: buffer_len,
             });
         }
-        let tok = match Tokenizer::new(&g, &mut arena, &TokenizerOptions::default())
-            .and_then(|t| arena.take_init(t, "tokenizer"))
-        {
+        let tok = match Tokenizer::new_in(&g, &mut arena, &TokenizerOptions::default()) {
             Ok(t) => t,
             Err(e) => return err.fail(&e),
         };
