@@ -820,6 +820,56 @@ fn hsum8(l: &[f32]) -> f32 {
     }
 }
 
+/// Byte offsets of rows 0..8 from row 0 when the 16 rows of a GEMV are
+/// at one stride (every full panel of a plain matrix, or one row repeated),
+/// for [`headers8`]; `None` otherwise, or when an offset would not fit the
+/// gather's i32 indices.
+#[target_feature(enable = "avx2")]
+#[inline]
+fn header_offsets(rows: &[*const u8; PANEL_ROWS], nb: usize, bb: usize) -> Option<__m256i> {
+    let base = rows[0] as usize;
+    let stride = (rows[1] as usize).wrapping_sub(base);
+    let uniform = rows
+        .iter()
+        .enumerate()
+        .all(|(i, r)| *r as usize == base.wrapping_add(i.wrapping_mul(stride)));
+    let fits = 7usize
+        .checked_mul(stride)
+        .and_then(|v| v.checked_add(nb.checked_mul(bb)?))
+        .is_some_and(|end| end <= i32::MAX as usize);
+    (uniform && fits).then(|| {
+        _mm256_mullo_epi32(
+            _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
+            _mm256_set1_epi32(stride as i32),
+        )
+    })
+}
+
+/// The f16 scales and (Q4_1) minimums of block `off / block bytes` of 8
+/// rows at `base + row_at[i]`, as [`scales8`] returns them: one gather of
+/// each row's first 4 block bytes (scale, then Q4_1's minimum or Q8_0's
+/// first weights), the low and high halves packed.
+///
+/// # Safety
+///
+/// 4 bytes at `base + row_at[i] + off` must be readable for every `i`
+/// (the offsets from [`header_offsets`] and a block inside every row).
+#[target_feature(enable = "avx2")]
+#[inline]
+unsafe fn headers8(base: *const u8, row_at: __m256i, off: usize) -> (__m128i, __m128i) {
+    let idx = _mm256_add_epi32(row_at, _mm256_set1_epi32(off as i32));
+    // SAFETY: per the caller.
+    let g = unsafe { _mm256_i32gather_epi32::<1>(base.cast(), idx) };
+    // Per 128-bit lane: the low halves (bytes 0, 1, 4, 5, ...), then the
+    // high halves; then the low halves of both lanes, the high of both.
+    let sel = _mm256_setr_epi8(
+        0, 1, 4, 5, 8, 9, 12, 13, 2, 3, 6, 7, 10, 11, 14, 15, 0, 1, 4, 5, 8, 9, 12, 13, 2, 3, 6, 7,
+        10, 11, 14, 15,
+    );
+    let x = _mm256_permute4x64_epi64::<0b11_01_10_00>(_mm256_shuffle_epi8(g, sel));
+    (_mm256_castsi256_si128(x), _mm256_extracti128_si256::<1>(x))
+}
+
 /// The f16 scales (at byte 0) and, for Q4_1, minimums (at byte 2) of
 /// block `b` of rows `r0..r0 + 8`.
 ///
@@ -864,6 +914,8 @@ unsafe fn gemv_lanes8<D: Dot<I = __m256i, F = __m256>, const K: u8>(
     out: &mut [f32; PANEL_ROWS],
 ) {
     let bb = int_kind(K).block_bytes();
+    // SAFETY: AVX2 (caller).
+    let row_at = unsafe { header_offsets(rows, nb, bb) };
     let mut lanes = [0f32; 8 * PANEL_ROWS];
     // SAFETY: AVX (caller).
     let zero = unsafe { _mm256_setzero_ps() };
@@ -878,8 +930,16 @@ unsafe fn gemv_lanes8<D: Dot<I = __m256i, F = __m256>, const K: u8>(
                 let da = _mm256_set1_ps(f32::from_ne_bytes(read4(ap.add(D_AT))));
                 let q = _mm256_loadu_si256(ap.cast());
                 let init = D::q8_lanes_init(ap.add(GROUP_CORR_AT));
-                let (dw, mw) = scales8::<K>(rows, 8 * h, b);
-                let dd = _mm256_mul_ps(D::load_f16(dw.as_ptr().cast()), da);
+                let (dh, mh) = if let Some(at) = row_at {
+                    headers8(rows[8 * h], at, b * bb)
+                } else {
+                    let (dw, mw) = scales8::<K>(rows, 8 * h, b);
+                    (
+                        _mm_loadu_si128(dw.as_ptr().cast()),
+                        _mm_loadu_si128(mw.as_ptr().cast()),
+                    )
+                };
+                let dd = _mm256_mul_ps(_mm256_cvtph_ps(dh), da);
                 for (i, acc_i) in acc.iter_mut().enumerate() {
                     let p = rows[8 * h + i].add(b * bb);
                     let isum = if K == K_Q8_0 {
@@ -893,7 +953,7 @@ unsafe fn gemv_lanes8<D: Dot<I = __m256i, F = __m256>, const K: u8>(
                 if K == K_Q4_1 {
                     // A multiply and an add, not fused.
                     let sa = _mm256_set1_ps(f32::from_ne_bytes(read4(ap.add(S_AT))));
-                    let m = D::load_f16(mw.as_ptr().cast());
+                    let m = _mm256_cvtph_ps(mh);
                     summs[h] = _mm256_add_ps(summs[h], _mm256_mul_ps(m, sa));
                 }
             }
@@ -930,6 +990,8 @@ unsafe fn gemv_lanes16<const K: u8>(
     out: &mut [f32; PANEL_ROWS],
 ) {
     let bb = int_kind(K).block_bytes();
+    // SAFETY: AVX2 (caller).
+    let row_at = unsafe { header_offsets(rows, nb, bb) };
     let mut lanes = [0f32; 8 * PANEL_ROWS];
     // SAFETY: AVX (caller).
     let zero8 = unsafe { _mm256_setzero_ps() };
@@ -944,11 +1006,17 @@ unsafe fn gemv_lanes16<const K: u8>(
                 let ap = a.as_ptr().add(b * BLOCK_BYTES);
                 let da = _mm256_set1_ps(f32::from_ne_bytes(read4(ap.add(D_AT))));
                 let q = _mm512_broadcast_i64x4(_mm256_loadu_si256(ap.cast()));
-                let (dw, mw) = scales8::<K>(rows, 8 * h, b);
-                let dd = _mm512_castps256_ps512(_mm256_mul_ps(
-                    _mm256_cvtph_ps(_mm_loadu_si128(dw.as_ptr().cast())),
-                    da,
-                ));
+                // The 8 rows' f16 scales and (Q4_1) minimums.
+                let (dh, mh) = if let Some(at) = row_at {
+                    headers8(rows[8 * h], at, b * bb)
+                } else {
+                    let (dw, mw) = scales8::<K>(rows, 8 * h, b);
+                    (
+                        _mm_loadu_si128(dw.as_ptr().cast()),
+                        _mm_loadu_si128(mw.as_ptr().cast()),
+                    )
+                };
+                let dd = _mm512_castps256_ps512(_mm256_mul_ps(_mm256_cvtph_ps(dh), da));
                 let init = if K == K_Q8_0 {
                     _mm512_broadcast_i64x4(_mm256_loadu_si256(ap.add(GROUP_CORR_AT).cast()))
                 } else {
@@ -962,9 +1030,7 @@ unsafe fn gemv_lanes16<const K: u8>(
                         let v = _mm512_inserti64x4::<1>(lo, _mm256_loadu_si256(p1.add(2).cast()));
                         _mm512_dpbusd_epi32(init, _mm512_xor_si512(v, _mm512_set1_epi8(-128)), q)
                     } else {
-                        let lo = _mm512_castsi256_si512(nibbles32(p0.add(4)));
-                        let v = _mm512_inserti64x4::<1>(lo, nibbles32(p1.add(4)));
-                        _mm512_dpbusd_epi32(init, v, q)
+                        _mm512_dpbusd_epi32(init, nibbles64(p0.add(4), p1.add(4)), q)
                     };
                     // Lanes 0..8: the scale of the pair's first row, 8..16:
                     // the second's.
@@ -976,7 +1042,7 @@ unsafe fn gemv_lanes16<const K: u8>(
                 if K == K_Q4_1 {
                     // A multiply and an add, not fused.
                     let sa = _mm256_set1_ps(f32::from_ne_bytes(read4(ap.add(S_AT))));
-                    let m = _mm256_cvtph_ps(_mm_loadu_si128(mw.as_ptr().cast()));
+                    let m = _mm256_cvtph_ps(mh);
                     summs[h] = _mm256_add_ps(summs[h], _mm256_mul_ps(m, sa));
                 }
             }
@@ -995,6 +1061,28 @@ unsafe fn gemv_lanes16<const K: u8>(
         let h = hsum8(&lanes[8 * i..8 * i + 8]);
         *o = if K == K_Q4_1 { h + sm[i] } else { h };
     }
+}
+
+/// [`nibbles32`] of two blocks, `[lo0 | hi0 | lo1 | hi1]`: both blocks'
+/// 16 bytes in one register, each 128-bit lane doubled, the odd lanes
+/// shifted down a nibble, every byte masked.
+///
+/// # Safety
+///
+/// `p0` and `p1` must be readable for 16 bytes each; AVX-512 F/BW.
+#[target_feature(enable = "avx512f,avx512bw,avx2")]
+#[inline]
+unsafe fn nibbles64(p0: *const u8, p1: *const u8) -> __m512i {
+    // SAFETY: per the caller.
+    let two = unsafe { _mm256_loadu2_m128i(p1.cast(), p0.cast()) };
+    // 128-bit lanes [p0, p0, p1, p1].
+    let v = _mm512_shuffle_i64x2::<0b01_01_00_00>(
+        _mm512_castsi256_si512(two),
+        _mm512_castsi256_si512(two),
+    );
+    // Words 8..16 and 24..32 (lanes 1 and 3) shifted right by 4.
+    let v = _mm512_mask_srli_epi16::<4>(v, 0xff00_ff00, v);
+    _mm512_and_si512(v, _mm512_set1_epi8(0x0f))
 }
 
 /// The 32 weights of a plain nibble block in element order: its 16 bytes'
