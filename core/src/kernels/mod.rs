@@ -611,29 +611,12 @@ impl SoftmaxState {
         }
     }
 
-    /// `out[d] = acc[d] * (1 / sum)` (0 when no key was seen): the
-    /// attention output, multiplied by the reciprocal as ggml does.
-    pub fn normalize(&self, acc: &[f32], out: &mut [f32]) {
-        let inv = self.inverse_sum();
-        for (o, a) in out.iter_mut().zip(acc) {
-            *o = a * inv;
-        }
-    }
-
-    /// [`Self::normalize`] of an accumulator onto itself.
+    /// `acc[d] *= 1 / sum` (0 when no key was seen): the attention output,
+    /// multiplied by the reciprocal as ggml does.
     pub fn normalize_in_place(&self, acc: &mut [f32]) {
-        let inv = self.inverse_sum();
+        let inv = if self.sum == 0.0 { 0.0 } else { 1.0 / self.sum };
         for a in acc {
             *a *= inv;
-        }
-    }
-
-    /// `1 / sum`, or 0 when no key was seen.
-    fn inverse_sum(&self) -> f32 {
-        if self.sum == 0.0 {
-            0.0
-        } else {
-            1.0 / self.sum
         }
     }
 }
@@ -781,7 +764,7 @@ impl Kernels {
     /// (`acc.len()` values of `ty`) sits at byte offset `t * stride` of `v`.
     /// `state` and `acc` carry the running maximum, the running sum and the
     /// unnormalized output across pages; start with [`SoftmaxState::new`]
-    /// and zeros, and finish with [`SoftmaxState::normalize`]. For each key,
+    /// and zeros, and finish with [`SoftmaxState::normalize_in_place`]. For each key,
     /// in order:
     ///
     /// ```text
